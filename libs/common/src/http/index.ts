@@ -1,0 +1,3 @@
+export * from './request-id';
+export * from './route-table';
+export * from './configure-http';

@@ -1,0 +1,139 @@
+import { ArgumentMetadata, Injectable, ValidationError, ValidationPipe } from '@nestjs/common';
+import { AppException } from '../errors/app.exception';
+import { ErrorDetail } from '../errors/error-codes';
+
+class ValidationFailure extends Error {
+  constructor(readonly errors: ValidationError[]) {
+    super('validation failed');
+  }
+}
+
+/** Constraint names from class-validator mapped to the machine codes in error.details. */
+const CONSTRAINT_CODES: Record<string, string> = {
+  isEmail: 'INVALID_EMAIL_FORMAT',
+  isDefined: 'REQUIRED',
+  isNotEmpty: 'REQUIRED',
+  whitelistValidation: 'UNKNOWN_FIELD',
+  maxLength: 'TOO_LONG',
+  minLength: 'TOO_SHORT',
+  length: 'INVALID_LENGTH',
+  isIn: 'INVALID_VALUE',
+  isEnum: 'INVALID_VALUE',
+  isString: 'INVALID_TYPE',
+  isBoolean: 'INVALID_TYPE',
+  isInt: 'INVALID_TYPE',
+  isObject: 'INVALID_TYPE',
+  isArray: 'INVALID_TYPE',
+  min: 'TOO_SMALL',
+  max: 'TOO_LARGE',
+  arrayMinSize: 'TOO_FEW_ITEMS',
+  arrayMaxSize: 'TOO_MANY_ITEMS',
+  matches: 'INVALID_FORMAT',
+};
+
+/** Fields whose values are never echoed back in error.details. */
+const SECRET_FIELDS = /(password|secret|api_key|token|key)$/i;
+
+/**
+ * Validates bodies and queries with class-validator and turns failures into the contract's errors:
+ * missing fields are 400 MISSING_REQUIRED_FIELD, broken rules and unknown body fields 422
+ * VALIDATION_ERROR, bad query parameters 400 VALIDATION_ERROR.
+ */
+@Injectable()
+export class AppValidationPipe extends ValidationPipe {
+  constructor() {
+    super({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      validationError: { target: false, value: true },
+      exceptionFactory: (errors) => new ValidationFailure(errors),
+    });
+  }
+
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    const validatesClass = metadata.metatype !== undefined && this.toValidate(metadata);
+    if (metadata.type === 'body' && validatesClass) {
+      if (value === undefined || value === null) value = {};
+      if (typeof value !== 'object' || Array.isArray(value)) {
+        throw new AppException('MALFORMED_REQUEST', 'The request body must be a JSON object');
+      }
+    }
+    if ((metadata.type === 'body' || metadata.type === 'query') && value !== null && typeof value === 'object') {
+      const nulPath = findNulCharacter(value, '');
+      if (nulPath !== undefined) {
+        throw new AppException('VALIDATION_ERROR', 'The request contains invalid data', {
+          status: metadata.type === 'query' ? 400 : 422,
+          details: [{ field: nulPath, issue: 'Strings must not contain U+0000', code: 'INVALID_CHARACTER' }],
+        });
+      }
+    }
+    try {
+      return await super.transform(value, metadata);
+    } catch (error) {
+      if (error instanceof ValidationFailure) throw toAppException(error.errors, metadata.type);
+      throw error;
+    }
+  }
+}
+
+export function toAppException(errors: ValidationError[], source: ArgumentMetadata['type']): AppException {
+  const details: ErrorDetail[] = [];
+  let missing = false;
+  for (const { error, path } of flatten(errors, '')) {
+    const constraints = error.constraints ?? {};
+    const names = Object.keys(constraints);
+    const isMissing = error.value === undefined && (names.includes('isDefined') || names.includes('isNotEmpty'));
+    if (isMissing) {
+      missing = true;
+      details.push({ field: path, issue: 'This field is required', code: 'REQUIRED' });
+      continue;
+    }
+    const name = names.find((n) => n !== 'isDefined') ?? names[0] ?? 'invalid';
+    const contextCode = (error.contexts?.[name] as { code?: string } | undefined)?.code;
+    const detail: ErrorDetail = {
+      field: path,
+      issue: name === 'whitelistValidation' ? 'Unknown field' : (constraints[name] ?? 'Invalid value'),
+      code: contextCode ?? CONSTRAINT_CODES[name] ?? 'INVALID_VALUE',
+    };
+    if (!SECRET_FIELDS.test(error.property)) detail.provided = truncate(error.value);
+    details.push(detail);
+  }
+  if (missing && source === 'body') {
+    return new AppException('MISSING_REQUIRED_FIELD', 'Required fields are missing', { details });
+  }
+  return new AppException(
+    'VALIDATION_ERROR',
+    source === 'body' ? 'The request contains invalid data' : 'Invalid query parameters',
+    { details, status: source === 'body' ? 422 : 400 },
+  );
+}
+
+function* flatten(errors: ValidationError[], prefix: string): Generator<{ error: ValidationError; path: string }> {
+  for (const error of errors) {
+    const path = prefix ? `${prefix}.${error.property}` : error.property;
+    if (error.constraints && Object.keys(error.constraints).length > 0) yield { error, path };
+    if (error.children?.length) yield* flatten(error.children, path);
+  }
+}
+
+function truncate(value: unknown): unknown {
+  if (typeof value === 'string' && value.length > 200) return `${value.slice(0, 200)}…`;
+  if (value !== null && typeof value === 'object') {
+    const json = JSON.stringify(value);
+    return json.length > 200 ? `${json.slice(0, 200)}…` : value;
+  }
+  return value;
+}
+
+function findNulCharacter(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path || '(body)' : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const childPath = path ? `${path}.${key}` : key;
+    if (key.includes('\u0000')) return childPath;
+    const found = findNulCharacter(child, childPath);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}

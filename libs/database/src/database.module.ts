@@ -1,0 +1,40 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { MIGRATIONS } from './migrations';
+import { SnakeNamingStrategy } from './snake-naming.strategy';
+import { RedisService } from './redis.service';
+import { TransactionRunner } from './transaction-runner';
+
+export interface DatabaseOptions {
+  url: string;
+  poolSize: number;
+}
+
+/** TypeORM over PostgreSQL (embedded or served). Migrations run at start; synchronize is never on. */
+@Global()
+@Module({})
+export class DatabaseModule {
+  static forRoot(options: DatabaseOptions): DynamicModule {
+    return {
+      module: DatabaseModule,
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'postgres',
+          url: options.url,
+          autoLoadEntities: true,
+          synchronize: false,
+          migrations: MIGRATIONS,
+          migrationsRun: true,
+          migrationsTransactionMode: 'each',
+          namingStrategy: new SnakeNamingStrategy(),
+          extra: { max: options.poolSize, application_name: 'user-management-api' },
+          logging: ['error'],
+          retryAttempts: 3,
+          retryDelay: 500,
+        }),
+      ],
+      providers: [TransactionRunner, RedisService],
+      exports: [TransactionRunner, RedisService],
+    };
+  }
+}

@@ -1,0 +1,6 @@
+export * from './database.module';
+export * from './embedded-postgres';
+export * from './snake-naming.strategy';
+export * from './transaction-runner';
+export * from './migrations';
+export * from './redis.service';

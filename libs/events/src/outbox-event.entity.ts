@@ -1,0 +1,32 @@
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+
+@Entity('outbox_events')
+@Index('IDX_outbox_events_pending', ['nextAttemptAt', 'occurredAt'], { where: '"dispatched_at" IS NULL' })
+export class OutboxEventEntity {
+  @PrimaryColumn('text')
+  id!: string;
+
+  @Column('text')
+  organizationId!: string;
+
+  @Column('text')
+  type!: string;
+
+  @Column('jsonb')
+  data!: unknown;
+
+  @Column('timestamp with time zone', { default: () => 'now()' })
+  occurredAt!: Date;
+
+  @Column('timestamp with time zone', { nullable: true })
+  dispatchedAt!: Date | null;
+
+  @Column('integer', { default: 0 })
+  attempts!: number;
+
+  @Column('timestamp with time zone', { default: () => 'now()' })
+  nextAttemptAt!: Date;
+
+  @Column('text', { nullable: true })
+  lastError!: string | null;
+}

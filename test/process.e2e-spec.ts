@@ -1,0 +1,35 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startApiProcess } from '@app/testing';
+
+/** `npm start` as a user runs it: the compiled app, its own embedded PostgreSQL, real signals. */
+describe('Running the API as a process (CONTRACT §1)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'um-process-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('starts on an embedded database with no DATABASE_URL, drains in-flight requests on SIGTERM and exits 0, and reuses its data on restart', async () => {
+    const env = { DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir };
+    const first = await startApiProcess(env);
+    expect(existsSync(join(dataDir, 'postgres', 'pgdata', 'PG_VERSION'))).toBe(true);
+
+    const inFlight = Array.from({ length: 40 }, () => fetch(`${first.baseUrl}/health`).then((r) => r.status));
+    await new Promise((r) => setTimeout(r, 5));
+    const exitCode = first.stop('SIGTERM');
+    const statuses = await Promise.allSettled(inFlight);
+    expect(await exitCode).toBe(0);
+    const answered = statuses.filter((s) => s.status === 'fulfilled').map((s) => (s as PromiseFulfilledResult<number>).value);
+    // Every request the server accepted was answered in full; none got a 5xx.
+    expect(answered.filter((s) => s !== 200)).toEqual([]);
+    expect(answered.length).toBeGreaterThan(0);
+
+    const second = await startApiProcess(env);
+    const health = (await (await fetch(`${second.baseUrl}/health`)).json()) as { status: string };
+    expect(health.status).toBe('healthy');
+    expect(await second.stop('SIGTERM')).toBe(0);
+  }, 120_000);
+
+  it('refuses to start with invalid configuration and says why', async () => {
+    await expect(startApiProcess({ LOG_LEVEL: 'loud', DATA_DIR: dataDir }, 15_000)).rejects.toThrow(/exited with 1/);
+  });
+});
