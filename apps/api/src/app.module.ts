@@ -4,7 +4,10 @@ import { DatabaseModule } from '@app/database';
 import { EventsModule } from '@app/events';
 import { LoggerModule } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
+import { ApiKeysModule } from './modules/api-keys/api-keys.module';
+import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
+import { OrganizationsModule } from './modules/organizations/organizations.module';
 
 /** Paths that are redacted from every log line. */
 export const REDACTED_LOG_PATHS = [
@@ -41,9 +44,12 @@ export class AppModule {
             },
           },
         }),
-        DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize }),
+        DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize, logErrors: config.logLevel !== 'silent' }),
         EventsModule,
         HealthModule,
+        AuthModule,
+        OrganizationsModule,
+        ApiKeysModule,
       ],
     };
   }

@@ -2,3 +2,4 @@ export * from './errors';
 export * from './http';
 export * from './validation';
 export * from './auth';
+export * from './pagination';

@@ -2,12 +2,14 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { MIGRATIONS } from './migrations';
 import { SnakeNamingStrategy } from './snake-naming.strategy';
+import { CounterStore } from './counter-store';
 import { RedisService } from './redis.service';
 import { TransactionRunner } from './transaction-runner';
 
 export interface DatabaseOptions {
   url: string;
   poolSize: number;
+  logErrors: boolean;
 }
 
 /** TypeORM over PostgreSQL (embedded or served). Migrations run at start; synchronize is never on. */
@@ -28,13 +30,13 @@ export class DatabaseModule {
           migrationsTransactionMode: 'each',
           namingStrategy: new SnakeNamingStrategy(),
           extra: { max: options.poolSize, application_name: 'user-management-api' },
-          logging: ['error'],
+          logging: options.logErrors ? ['error'] : false,
           retryAttempts: 3,
           retryDelay: 500,
         }),
       ],
-      providers: [TransactionRunner, RedisService],
-      exports: [TransactionRunner, RedisService],
+      providers: [TransactionRunner, RedisService, CounterStore],
+      exports: [TransactionRunner, RedisService, CounterStore],
     };
   }
 }

@@ -47,7 +47,15 @@ export async function startEmbeddedPostgres(options: {
   const passwordFile = join(options.dir, 'pg-password');
   if (!existsSync(passwordFile)) await writeFile(passwordFile, randomBytes(24).toString('hex'), { mode: 0o600 });
   const password = (await readFile(passwordFile, 'utf8')).trim();
-  await stopOrphanedPostmaster(dataDir);
+  const urlFor = (port: number, database: string) =>
+    `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+  const running = await runningPostmaster(dataDir);
+  if (running?.owned) {
+    // Another live process (an API instance on the same DATA_DIR, or the CLI's host) runs it: share it.
+    await ensureDatabase(urlFor(running.port, 'postgres'), options.database);
+    return { url: urlFor(running.port, options.database), stop: async () => undefined };
+  }
+  if (running) await stopPostmaster(running.pid);
 
   const port = await freePort();
   Object.assign(process.env, POSTGRES_MALLOC_ENV);
@@ -74,27 +82,48 @@ export async function startEmbeddedPostgres(options: {
     }
   }
 
-  const adminUrl = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  await ensureDatabase(urlFor(port, 'postgres'), options.database);
+  return { url: urlFor(port, options.database), stop: () => pg.stop() };
+}
+
+async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
   const client = new Client({ connectionString: adminUrl });
   await client.connect();
   try {
-    const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database]);
-    if (exists.rowCount === 0) await client.query(`CREATE DATABASE "${options.database.replace(/"/g, '')}"`);
+    const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) await client.query(`CREATE DATABASE "${database.replace(/"/g, '')}"`);
+  } catch (error) {
+    // Two processes starting at once may both try; the loser finds it there.
+    if ((error as { code?: string }).code !== '42P04') throw error;
   } finally {
     await client.end();
   }
-  return {
-    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${options.database}`,
-    stop: () => pg.stop(),
-  };
 }
 
-/** A postgres left running by a process that was killed (SIGKILL) holds the data directory: stop it first. */
-async function stopOrphanedPostmaster(dataDir: string): Promise<void> {
+/**
+ * The postmaster already running on this data directory, if any. `owned` is true when its parent
+ * process is alive (another API process or CLI started it); false when its parent died (SIGKILL)
+ * and it was left behind as an orphan, which we stop and replace.
+ */
+async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: number; owned: boolean } | undefined> {
   const pidFile = join(dataDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  if (!existsSync(pidFile)) return undefined;
+  const lines = (await readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+  let parent = 1;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    /* not Linux: treat as orphaned */
+  }
+  const owned = parent > 1 && isAlive(parent) && parent !== process.pid;
+  return { pid, port, owned };
+}
+
+async function stopPostmaster(pid: number): Promise<void> {
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
 }

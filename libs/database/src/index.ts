@@ -4,3 +4,4 @@ export * from './snake-naming.strategy';
 export * from './transaction-runner';
 export * from './migrations';
 export * from './redis.service';
+export * from './counter-store';

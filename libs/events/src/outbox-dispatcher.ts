@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { TransactionRunner } from '@app/database';
 import { DataSource } from 'typeorm';
@@ -15,7 +15,7 @@ const MAX_BACKOFF_MS = 5 * 60_000;
  * failure rolls back that event's listeners only (a savepoint) and retries it later with backoff.
  */
 @Injectable()
-export class OutboxDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
+export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(OutboxDispatcher.name);
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -36,7 +36,8 @@ export class OutboxDispatcher implements OnApplicationBootstrap, OnApplicationSh
     this.kick();
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the database pool closes: finish the batch in hand, start no other. */
+  async beforeApplicationShutdown(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;

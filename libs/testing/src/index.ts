@@ -1,3 +1,4 @@
 export * from './test-app';
 export * from './test-database';
 export * from './api-process';
+export * from './cli-process';

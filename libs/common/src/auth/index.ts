@@ -1,1 +1,3 @@
 export * from './public.decorator';
+export * from './scopes';
+export * from './auth.decorators';

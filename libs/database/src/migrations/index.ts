@@ -1,4 +1,5 @@
 import { CreateOutbox1764230400000 } from './1764230400000-CreateOutbox';
+import { CreateIdentity1764230500000 } from './1764230500000-CreateIdentity';
 
 /** Every migration, in order. Listed explicitly so that the compiled app and the tests run the same set. */
-export const MIGRATIONS = [CreateOutbox1764230400000];
+export const MIGRATIONS = [CreateOutbox1764230400000, CreateIdentity1764230500000];

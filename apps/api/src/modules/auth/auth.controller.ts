@@ -1,0 +1,73 @@
+import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuthContext, CurrentAuth, Public } from '@app/common';
+import type { FastifyRequest } from 'fastify';
+import { AuthService } from './auth.service';
+import { RevokeRequestDto, TokenRequestDto } from './dto/token-request.dto';
+import { SigningKeysService } from './signing-keys.service';
+
+@ApiTags('Authentication')
+@Controller('auth')
+export class AuthController {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly signingKeys: SigningKeysService,
+  ) {}
+
+  @Public()
+  @Post('token')
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  @ApiOperation({
+    summary: 'Exchange credentials for an access token (24 h)',
+    description:
+      '`client_credentials` with `api_key` (and optional space-separated `scope` to narrow it). ' +
+      'Failed attempts are limited per client IP: after AUTH_FAILURES_PER_IP (100) failures in ' +
+      'AUTH_FAILURE_WINDOW_SECONDS (600 s), every attempt from that IP is 429 RATE_LIMIT_EXCEEDED with ' +
+      'Retry-After until the window ends. Successful exchanges are not counted.',
+  })
+  @ApiOkResponse({ description: '`{access_token, token_type: "Bearer", expires_in: 86400, scope}`' })
+  token(@Body() body: TokenRequestDto, @Req() request: FastifyRequest) {
+    return this.auth.exchange(body, request.ip);
+  }
+
+  @Post('refresh')
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  @ApiBearerAuth()
+  @ApiOperation({ summary: 'A new token for the bearer; the presented token is revoked' })
+  refresh(@CurrentAuth() auth: AuthContext) {
+    return this.auth.refresh(auth);
+  }
+
+  @Post('revoke')
+  @HttpCode(200)
+  @ApiBearerAuth()
+  @ApiOperation({ summary: 'Revoke the bearer token, or `token` from the body (same organization); effective at once' })
+  async revoke(@CurrentAuth() auth: AuthContext, @Body() body: RevokeRequestDto) {
+    await this.auth.revoke(auth, body.token);
+    return { revoked: true };
+  }
+
+  @Public()
+  @Get('jwks')
+  @Header('Cache-Control', 'public, max-age=300')
+  @ApiOperation({ summary: 'Public keys that verify our access tokens (also at /.well-known/jwks.json)' })
+  jwks() {
+    return this.signingKeys.publicJwks();
+  }
+}
+
+@ApiTags('Authentication')
+@Controller('.well-known')
+export class WellKnownController {
+  constructor(private readonly signingKeys: SigningKeysService) {}
+
+  @Public()
+  @Get('jwks.json')
+  @Header('Cache-Control', 'public, max-age=300')
+  @ApiOperation({ summary: 'Public keys that verify our access tokens' })
+  jwks() {
+    return this.signingKeys.publicJwks();
+  }
+}

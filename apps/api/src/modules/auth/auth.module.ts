@@ -1,0 +1,24 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ApiKeysModule } from '../api-keys/api-keys.module';
+import { OrganizationsModule } from '../organizations/organizations.module';
+import { PlanFeatureGuard } from '../organizations/plan-feature.guard';
+import { AuthController, WellKnownController } from './auth.controller';
+import { AuthGuard } from './auth.guard';
+import { AuthService } from './auth.service';
+import { DenylistModule } from './denylist/denylist.module';
+import { SigningKeyEntity } from './entities/signing-key.entity';
+import { SigningKeysService } from './signing-keys.service';
+import { TokenService } from './token.service';
+
+@Module({
+  imports: [TypeOrmModule.forFeature([SigningKeyEntity]), DenylistModule, ApiKeysModule, OrganizationsModule],
+  controllers: [AuthController, WellKnownController],
+  providers: [SigningKeysService, TokenService, AuthService, { provide: APP_GUARD, useClass: AuthGuard },
+    // Guards run in this order: who is calling, then what their plan allows.
+    { provide: APP_GUARD, useExisting: PlanFeatureGuard },
+  ],
+  exports: [TokenService, SigningKeysService, AuthService],
+})
+export class AuthModule {}

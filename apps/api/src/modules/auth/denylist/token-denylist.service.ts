@@ -1,0 +1,112 @@
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { RedisService } from '@app/database';
+import { MoreThan, Repository } from 'typeorm';
+import { RevokedSubjectEntity, RevokedTokenEntity } from './revocation.entities';
+
+const TOKEN_LIFETIME_MS = 86_400_000;
+const SYNC_INTERVAL_MS = 1000;
+
+/**
+ * Which tokens no longer count. PostgreSQL holds the truth; the hot path asks Redis when REDIS_URL
+ * is set (one MGET, so a revocation is seen at once by every instance), and an in-process copy
+ * otherwise, refreshed from the database every second so other instances' revocations arrive too.
+ */
+@Injectable()
+export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(TokenDenylist.name);
+  private readonly tokens = new Map<string, number>();
+  private readonly subjects = new Map<string, number>();
+  private syncedTokensUntil = new Date(0);
+  private syncedSubjectsUntil = new Date(0);
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    @InjectRepository(RevokedTokenEntity) private readonly revokedTokens: Repository<RevokedTokenEntity>,
+    @InjectRepository(RevokedSubjectEntity) private readonly revokedSubjects: Repository<RevokedSubjectEntity>,
+    private readonly redis: RedisService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.sync();
+    this.timer = setInterval(() => void this.sync().catch((e: unknown) => this.logger.warn({ err: e }, 'Denylist sync failed')), SYNC_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  beforeApplicationShutdown(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async revokeToken(jti: string, organizationId: string, expiresAtSec: number): Promise<void> {
+    const expiresAt = new Date(expiresAtSec * 1000);
+    await this.revokedTokens.upsert({ jti, organizationId, expiresAt }, ['jti']);
+    this.tokens.set(jti, expiresAt.getTime());
+    await this.redisSet(`deny:jti:${jti}`, '1', Math.max(1, expiresAt.getTime() - Date.now()));
+  }
+
+  async revokeSubject(subject: string, organizationId: string, at = new Date()): Promise<void> {
+    await this.revokedSubjects.upsert({ subject, organizationId, revokedAt: at }, ['subject']);
+    this.subjects.set(subject, at.getTime());
+    await this.redisSet(`deny:sub:${subject}`, String(at.getTime()), TOKEN_LIFETIME_MS);
+  }
+
+  /** True when the token was revoked, or its subject was revoked after the token was issued. */
+  async isRevoked(jti: string, subject: string, issuedAtSec: number): Promise<boolean> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        const [token, subjectRevokedAt] = await client.mget(`deny:jti:${jti}`, `deny:sub:${subject}`);
+        return token !== null || (subjectRevokedAt !== null && issuedAtSec * 1000 < Number(subjectRevokedAt));
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for the token denylist; asking the database');
+        return this.isRevokedInDatabase(jti, subject, issuedAtSec);
+      }
+    }
+    const subjectRevokedAt = this.subjects.get(subject);
+    return this.tokens.has(jti) || (subjectRevokedAt !== undefined && issuedAtSec * 1000 < subjectRevokedAt);
+  }
+
+  private async isRevokedInDatabase(jti: string, subject: string, issuedAtSec: number): Promise<boolean> {
+    const [token, subjectRow] = await Promise.all([
+      this.revokedTokens.findOneBy({ jti }),
+      this.revokedSubjects.findOneBy({ subject }),
+    ]);
+    return token !== null || (subjectRow !== null && issuedAtSec * 1000 < subjectRow.revokedAt.getTime());
+  }
+
+  private async redisSet(key: string, value: string, ttlMs: number): Promise<void> {
+    const client = this.redis.client;
+    if (!client) return;
+    try {
+      await client.set(key, value, 'PX', ttlMs);
+    } catch (error) {
+      // The database row is written; instances fall back to it while Redis is unreachable.
+      this.logger.warn({ err: error }, 'Redis unavailable while revoking; the database keeps the revocation');
+    }
+  }
+
+  private async sync(): Promise<void> {
+    if (this.redis.client) return;
+    const now = Date.now();
+    const tokens = await this.revokedTokens.find({
+      where: { createdAt: MoreThan(new Date(this.syncedTokensUntil.getTime() - 5000)), expiresAt: MoreThan(new Date(now)) },
+      order: { createdAt: 'ASC' },
+      take: 10_000,
+    });
+    for (const row of tokens) {
+      this.tokens.set(row.jti, row.expiresAt.getTime());
+      if (row.createdAt > this.syncedTokensUntil) this.syncedTokensUntil = row.createdAt;
+    }
+    const subjects = await this.revokedSubjects.find({
+      where: { revokedAt: MoreThan(new Date(this.syncedSubjectsUntil.getTime() - 5000)) },
+      order: { revokedAt: 'ASC' },
+      take: 10_000,
+    });
+    for (const row of subjects) {
+      this.subjects.set(row.subject, row.revokedAt.getTime());
+      if (row.revokedAt > this.syncedSubjectsUntil) this.syncedSubjectsUntil = row.revokedAt;
+    }
+    for (const [jti, expiresAt] of this.tokens) if (expiresAt <= now) this.tokens.delete(jti);
+    for (const [subject, at] of this.subjects) if (at + TOKEN_LIFETIME_MS <= now) this.subjects.delete(subject);
+  }
+}

@@ -1,0 +1,90 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AppException, AuthContext } from '@app/common';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { randomBytes } from 'node:crypto';
+import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
+import { TokenDenylist } from './denylist/token-denylist.service';
+import { SIGNING_ALGORITHM, SigningKeysService } from './signing-keys.service';
+
+export const ACCESS_TOKEN_TTL_SECONDS = 86_400;
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+  refresh_token?: string;
+}
+
+interface TokenClaims {
+  org_id: string;
+  scope: string;
+  sub: string;
+  jti: string;
+  iat: number;
+  exp: number;
+}
+
+/** Issues and verifies access tokens: ES256 JWTs with a kid, iss, aud, sub, org_id, scope, jti, iat, exp. */
+@Injectable()
+export class TokenService {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly signingKeys: SigningKeysService,
+    private readonly denylist: TokenDenylist,
+  ) {}
+
+  async issue(organizationId: string, subject: string, scopes: Iterable<string>): Promise<TokenResponse> {
+    const { kid, privateKey } = await this.signingKeys.signingKey();
+    const scope = [...new Set(scopes)].join(' ');
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ org_id: organizationId, scope })
+      .setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: 'JWT' })
+      .setIssuer(this.config.jwtIssuer)
+      .setAudience(this.config.jwtAudience)
+      .setSubject(subject)
+      .setJti(randomBytes(16).toString('base64url'))
+      .setIssuedAt(now)
+      .setExpirationTime(now + ACCESS_TOKEN_TTL_SECONDS)
+      .sign(privateKey);
+    return { access_token: token, token_type: 'Bearer', expires_in: ACCESS_TOKEN_TTL_SECONDS, scope };
+  }
+
+  /** Verifies signature, algorithm, kid, iss, aud, expiry and revocation; answers the §3 codes. */
+  async verify(token: string): Promise<AuthContext> {
+    let claims: TokenClaims;
+    try {
+      const header = decodeProtectedHeader(token);
+      if (header.alg !== SIGNING_ALGORITHM || typeof header.kid !== 'string') throw new Error('algorithm or kid');
+      const key = await this.signingKeys.verificationKey(header.kid);
+      if (!key) throw new Error('unknown kid');
+      const { payload } = await jwtVerify(token, key, {
+        algorithms: [SIGNING_ALGORITHM],
+        issuer: this.config.jwtIssuer,
+        audience: this.config.jwtAudience,
+        requiredClaims: ['sub', 'jti', 'iat', 'exp'],
+      });
+      claims = payload as unknown as TokenClaims;
+      if (typeof claims.org_id !== 'string' || typeof claims.scope !== 'string') throw new Error('claims');
+    } catch (error) {
+      if (error instanceof errors.JWTExpired) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
+      throw new AppException('AUTH_TOKEN_INVALID', 'The access token is invalid');
+    }
+    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat)) {
+      throw new AppException('AUTH_TOKEN_INVALID', 'The access token has been revoked');
+    }
+    return {
+      organizationId: claims.org_id,
+      subject: claims.sub,
+      subjectType: claims.sub.startsWith('user_') ? 'user' : 'api_key',
+      scopes: new Set(claims.scope.split(' ').filter(Boolean)),
+      tokenId: claims.jti,
+      issuedAt: claims.iat,
+      expiresAt: claims.exp,
+    };
+  }
+
+  async revoke(auth: Pick<AuthContext, 'tokenId' | 'organizationId' | 'expiresAt'>): Promise<void> {
+    await this.denylist.revokeToken(auth.tokenId, auth.organizationId, auth.expiresAt);
+  }
+}

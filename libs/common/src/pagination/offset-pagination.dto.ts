@@ -1,0 +1,30 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, Max, Min } from 'class-validator';
+
+export class OffsetPaginationQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit: number = 25;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(10_000_000)
+  offset: number = 0;
+}
+
+export interface OffsetPage<T> {
+  data: T[];
+  pagination: { total: number; limit: number; offset: number; has_more: boolean; next_cursor: string | null };
+}
+
+export function offsetPage<T>(data: T[], total: number, limit: number, offset: number): OffsetPage<T> {
+  return { data, pagination: { total, limit, offset, has_more: offset + data.length < total, next_cursor: null } };
+}

@@ -1,0 +1,74 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { RedisService } from './redis.service';
+
+export interface CounterState {
+  count: number;
+  /** Unix milliseconds when the window ends. */
+  resetAt: number;
+}
+
+const INCREMENT_SCRIPT = `
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+`;
+
+/**
+ * Fixed-window counters shared by every API instance through Redis when REDIS_URL is set, and kept
+ * in process otherwise. A Redis failure falls back to the in-process window (fail open, logged):
+ * limits then hold per instance until Redis is back.
+ */
+@Injectable()
+export class CounterStore {
+  private readonly logger = new Logger(CounterStore.name);
+  private readonly memory = new Map<string, CounterState>();
+  private lastSweep = Date.now();
+
+  constructor(private readonly redis: RedisService) {}
+
+  async increment(key: string, windowMs: number, by = 1): Promise<CounterState> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        const [count, ttl] = (await client.eval(INCREMENT_SCRIPT, 1, `ctr:${key}`, windowMs, by)) as [number, number];
+        return { count, resetAt: Date.now() + ttl };
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for counters; using in-process counters');
+      }
+    }
+    return this.incrementInMemory(key, windowMs, by);
+  }
+
+  async get(key: string): Promise<CounterState | undefined> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        const [count, ttl] = await Promise.all([client.get(`ctr:${key}`), client.pttl(`ctr:${key}`)]);
+        return count === null ? undefined : { count: Number(count), resetAt: Date.now() + Math.max(ttl, 0) };
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for counters; using in-process counters');
+      }
+    }
+    const state = this.memory.get(key);
+    return state && state.resetAt > Date.now() ? state : undefined;
+  }
+
+  private incrementInMemory(key: string, windowMs: number, by: number): CounterState {
+    const now = Date.now();
+    if (now - this.lastSweep > 60_000) {
+      for (const [k, v] of this.memory) if (v.resetAt <= now) this.memory.delete(k);
+      this.lastSweep = now;
+    }
+    let state = this.memory.get(key);
+    if (!state || state.resetAt <= now) {
+      state = { count: 0, resetAt: now + windowMs };
+      this.memory.set(key, state);
+    }
+    state.count += by;
+    return { ...state };
+  }
+}
