@@ -8,6 +8,8 @@ import { ApiKeysModule } from './modules/api-keys/api-keys.module';
 import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
 import { OrganizationsModule } from './modules/organizations/organizations.module';
+import { RolesModule } from './modules/roles/roles.module';
+import { UsersModule } from './modules/users/users.module';
 
 /** Paths that are redacted from every log line. */
 export const REDACTED_LOG_PATHS = [
@@ -50,6 +52,8 @@ export class AppModule {
         AuthModule,
         OrganizationsModule,
         ApiKeysModule,
+        RolesModule,
+        UsersModule,
       ],
     };
   }

@@ -57,6 +57,12 @@ export class CounterStore {
     return state && state.resetAt > Date.now() ? state : undefined;
   }
 
+  async reset(key: string): Promise<void> {
+    this.memory.delete(key);
+    const client = this.redis.client;
+    if (client) await client.del(`ctr:${key}`).catch(() => undefined);
+  }
+
   private incrementInMemory(key: string, windowMs: number, by: number): CounterState {
     const now = Date.now();
     if (now - this.lastSweep > 60_000) {

@@ -16,6 +16,8 @@ export interface AuthContext {
   subjectType: 'api_key' | 'user';
   scopes: ReadonlySet<string>;
   tokenId: string;
+  /** End users: the login session (ses_…) the token belongs to. */
+  sessionId?: string;
   issuedAt: number;
   expiresAt: number;
 }

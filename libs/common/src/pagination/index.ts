@@ -1,1 +1,2 @@
 export * from './offset-pagination.dto';
+export * from './cursor-codec';

@@ -90,7 +90,8 @@ export function toAppException(errors: ValidationError[], source: ArgumentMetada
       continue;
     }
     const name = names.find((n) => n !== 'isDefined') ?? names[0] ?? 'invalid';
-    const contextCode = (error.contexts?.[name] as { code?: string } | undefined)?.code;
+    let contextCode = (error.contexts?.[name] as { code?: string } | undefined)?.code;
+    if (name === 'isLength') contextCode = /shorter/.test(constraints[name] ?? '') ? 'TOO_LONG' : 'TOO_SHORT';
     const detail: ErrorDetail = {
       field: path,
       issue: name === 'whitelistValidation' ? 'Unknown field' : (constraints[name] ?? 'Invalid value'),

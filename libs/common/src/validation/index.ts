@@ -1,1 +1,2 @@
 export * from './app-validation.pipe';
+export * from './json-size.validator';

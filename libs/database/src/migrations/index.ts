@@ -1,5 +1,6 @@
 import { CreateOutbox1764230400000 } from './1764230400000-CreateOutbox';
 import { CreateIdentity1764230500000 } from './1764230500000-CreateIdentity';
+import { CreateUsers1764230600000 } from './1764230600000-CreateUsers';
 
 /** Every migration, in order. Listed explicitly so that the compiled app and the tests run the same set. */
-export const MIGRATIONS = [CreateOutbox1764230400000, CreateIdentity1764230500000];
+export const MIGRATIONS = [CreateOutbox1764230400000, CreateIdentity1764230500000, CreateUsers1764230600000];

@@ -21,14 +21,17 @@ export class AuthController {
   @ApiOperation({
     summary: 'Exchange credentials for an access token (24 h)',
     description:
-      '`client_credentials` with `api_key` (and optional space-separated `scope` to narrow it). ' +
+      '`client_credentials` with `api_key` (and optional space-separated `scope` to narrow it); ' +
+      '`password` with `organization_id`, `email`, `password` (an end user: scopes are the union of their roles\' ' +
+      'permissions, plus a `refresh_token`; 5 failures within 15 min lock the account with growing delays, 429 ACCOUNT_LOCKED); ' +
+      '`refresh_token` with `refresh_token` (rotated on every use; presenting a used one revokes the whole session). ' +
       'Failed attempts are limited per client IP: after AUTH_FAILURES_PER_IP (100) failures in ' +
       'AUTH_FAILURE_WINDOW_SECONDS (600 s), every attempt from that IP is 429 RATE_LIMIT_EXCEEDED with ' +
       'Retry-After until the window ends. Successful exchanges are not counted.',
   })
   @ApiOkResponse({ description: '`{access_token, token_type: "Bearer", expires_in: 86400, scope}`' })
   token(@Body() body: TokenRequestDto, @Req() request: FastifyRequest) {
-    return this.auth.exchange(body, request.ip);
+    return this.auth.exchange(body, request.ip, request.headers['user-agent']);
   }
 
   @Post('refresh')

@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ApiKeysModule } from '../api-keys/api-keys.module';
 import { OrganizationsModule } from '../organizations/organizations.module';
 import { PlanFeatureGuard } from '../organizations/plan-feature.guard';
+import { UsersModule } from '../users/users.module';
 import { AuthController, WellKnownController } from './auth.controller';
 import { AuthGuard } from './auth.guard';
 import { AuthService } from './auth.service';
@@ -13,7 +14,7 @@ import { SigningKeysService } from './signing-keys.service';
 import { TokenService } from './token.service';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([SigningKeyEntity]), DenylistModule, ApiKeysModule, OrganizationsModule],
+  imports: [TypeOrmModule.forFeature([SigningKeyEntity]), DenylistModule, ApiKeysModule, OrganizationsModule, UsersModule],
   controllers: [AuthController, WellKnownController],
   providers: [SigningKeysService, TokenService, AuthService, { provide: APP_GUARD, useClass: AuthGuard },
     // Guards run in this order: who is calling, then what their plan allows.

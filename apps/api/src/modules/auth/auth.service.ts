@@ -3,6 +3,7 @@ import { AppException, AuthContext } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { CounterStore } from '@app/database';
 import { ApiKeysService } from '../api-keys/api-keys.service';
+import { LoggedInUser, UserLoginService } from '../users/user-login.service';
 import { TokenRequestDto } from './dto/token-request.dto';
 import { TokenResponse, TokenService } from './token.service';
 
@@ -17,14 +18,23 @@ export class AuthService {
     private readonly apiKeys: ApiKeysService,
     private readonly tokens: TokenService,
     private readonly counters: CounterStore,
+    private readonly logins: UserLoginService,
   ) {}
 
-  async exchange(body: TokenRequestDto, ip: string): Promise<TokenResponse> {
+  async exchange(body: TokenRequestDto, ip: string, userAgent?: string): Promise<TokenResponse> {
     await this.assertIpNotBlocked(ip);
     try {
       switch (body.grant_type) {
         case 'client_credentials':
           return await this.clientCredentials(body);
+        case 'password': {
+          const { organization_id, email, password } = requireFields(body, ['organization_id', 'email', 'password'], 'password');
+          return await this.endUserTokens(await this.logins.loginWithPassword(organization_id, email, password, { ip, userAgent }));
+        }
+        case 'refresh_token': {
+          const { refresh_token } = requireFields(body, ['refresh_token'], 'refresh_token');
+          return await this.endUserTokens(await this.logins.rotate(refresh_token));
+        }
       }
     } catch (error) {
       if (error instanceof AppException && error.code === 'AUTH_INVALID_CREDENTIALS') await this.recordFailure(ip);
@@ -32,8 +42,14 @@ export class AuthService {
     }
   }
 
+  /** An end user's access token (scopes: the union of their roles' permissions) and refresh token. */
+  async endUserTokens(login: LoggedInUser): Promise<TokenResponse> {
+    const issued = await this.tokens.issue(login.user.organization_id, login.user.id, login.permissions, login.sessionId);
+    return { ...issued, refresh_token: login.refreshToken };
+  }
+
   async refresh(auth: AuthContext): Promise<TokenResponse> {
-    const issued = await this.tokens.issue(auth.organizationId, auth.subject, auth.scopes);
+    const issued = await this.tokens.issue(auth.organizationId, auth.subject, auth.scopes, auth.sessionId);
     await this.tokens.revoke(auth);
     return issued;
   }
@@ -51,12 +67,8 @@ export class AuthService {
   }
 
   private async clientCredentials(body: TokenRequestDto): Promise<TokenResponse> {
-    if (!body.api_key) {
-      throw new AppException('MISSING_REQUIRED_FIELD', 'Required fields are missing', {
-        details: [{ field: 'api_key', issue: 'Required for grant_type client_credentials', code: 'REQUIRED' }],
-      });
-    }
-    const key = await this.apiKeys.authenticate(body.api_key);
+    const { api_key } = requireFields(body, ['api_key'], 'client_credentials');
+    const key = await this.apiKeys.authenticate(api_key);
     if (!key) throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     let scopes = key.scopes;
     if (body.scope !== undefined) {
@@ -85,4 +97,14 @@ export class AuthService {
   private async recordFailure(ip: string): Promise<void> {
     await this.counters.increment(`authfail:${ip}`, this.config.authFailureWindowSeconds * 1000);
   }
+}
+
+function requireFields<K extends keyof TokenRequestDto>(body: TokenRequestDto, fields: K[], grant: string): Required<Pick<TokenRequestDto, K>> {
+  const missing = fields.filter((f) => body[f] === undefined || body[f] === '');
+  if (missing.length > 0) {
+    throw new AppException('MISSING_REQUIRED_FIELD', 'Required fields are missing', {
+      details: missing.map((f) => ({ field: f, issue: `Required for grant_type ${grant}`, code: 'REQUIRED' })),
+    });
+  }
+  return body as unknown as Required<Pick<TokenRequestDto, K>>;
 }

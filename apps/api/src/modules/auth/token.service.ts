@@ -18,6 +18,7 @@ export interface TokenResponse {
 
 interface TokenClaims {
   org_id: string;
+  sid?: string;
   scope: string;
   sub: string;
   jti: string;
@@ -34,11 +35,11 @@ export class TokenService {
     private readonly denylist: TokenDenylist,
   ) {}
 
-  async issue(organizationId: string, subject: string, scopes: Iterable<string>): Promise<TokenResponse> {
+  async issue(organizationId: string, subject: string, scopes: Iterable<string>, sessionId?: string): Promise<TokenResponse> {
     const { kid, privateKey } = await this.signingKeys.signingKey();
     const scope = [...new Set(scopes)].join(' ');
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ org_id: organizationId, scope })
+    const token = await new SignJWT({ org_id: organizationId, scope, ...(sessionId ? { sid: sessionId } : {}) })
       .setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: 'JWT' })
       .setIssuer(this.config.jwtIssuer)
       .setAudience(this.config.jwtAudience)
@@ -70,7 +71,7 @@ export class TokenService {
       if (error instanceof errors.JWTExpired) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
       throw new AppException('AUTH_TOKEN_INVALID', 'The access token is invalid');
     }
-    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat)) {
+    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat, claims.sid)) {
       throw new AppException('AUTH_TOKEN_INVALID', 'The access token has been revoked');
     }
     return {
@@ -79,6 +80,7 @@ export class TokenService {
       subjectType: claims.sub.startsWith('user_') ? 'user' : 'api_key',
       scopes: new Set(claims.scope.split(' ').filter(Boolean)),
       tokenId: claims.jti,
+      sessionId: claims.sid,
       issuedAt: claims.iat,
       expiresAt: claims.exp,
     };

@@ -51,19 +51,24 @@ export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /** True when the token was revoked, or its subject was revoked after the token was issued. */
-  async isRevoked(jti: string, subject: string, issuedAtSec: number): Promise<boolean> {
+  async isRevoked(jti: string, subject: string, issuedAtSec: number, sessionId?: string): Promise<boolean> {
+    const subjects = sessionId ? [subject, sessionId] : [subject];
     const client = this.redis.client;
     if (client) {
       try {
-        const [token, subjectRevokedAt] = await client.mget(`deny:jti:${jti}`, `deny:sub:${subject}`);
-        return token !== null || (subjectRevokedAt !== null && issuedAtSec * 1000 < Number(subjectRevokedAt));
+        const [token, ...revokedAt] = await client.mget(`deny:jti:${jti}`, ...subjects.map((s) => `deny:sub:${s}`));
+        return token !== null || revokedAt.some((at) => at !== null && issuedAtSec * 1000 < Number(at));
       } catch (error) {
         this.logger.warn({ err: error }, 'Redis unavailable for the token denylist; asking the database');
-        return this.isRevokedInDatabase(jti, subject, issuedAtSec);
+        for (const s of subjects) if (await this.isRevokedInDatabase(jti, s, issuedAtSec)) return true;
+        return false;
       }
     }
-    const subjectRevokedAt = this.subjects.get(subject);
-    return this.tokens.has(jti) || (subjectRevokedAt !== undefined && issuedAtSec * 1000 < subjectRevokedAt);
+    if (this.tokens.has(jti)) return true;
+    return subjects.some((s) => {
+      const at = this.subjects.get(s);
+      return at !== undefined && issuedAtSec * 1000 < at;
+    });
   }
 
   private async isRevokedInDatabase(jti: string, subject: string, issuedAtSec: number): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsDefined, IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
 
-export const GRANT_TYPES = ['client_credentials'] as const;
+export const GRANT_TYPES = ['client_credentials', 'password', 'refresh_token'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
 
 /** POST /auth/token. Which other fields are required depends on grant_type. */
@@ -16,6 +16,30 @@ export class TokenRequestDto {
   @IsString()
   @MaxLength(200)
   api_key?: string;
+
+  @ApiPropertyOptional({ description: 'password: the organization of the end user', example: 'org_…' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(100)
+  organization_id?: string;
+
+  @ApiPropertyOptional({ description: 'password: the end user\'s email' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(254)
+  email?: string;
+
+  @ApiPropertyOptional({ description: 'password: the end user\'s password' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(256)
+  password?: string;
+
+  @ApiPropertyOptional({ description: 'refresh_token: the refresh token to rotate' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  refresh_token?: string;
 
   @ApiPropertyOptional({ description: 'Space-separated scopes to narrow the token to', example: 'user:read user:write' })
   @IsOptional()

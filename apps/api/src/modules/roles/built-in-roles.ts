@@ -1,0 +1,25 @@
+import { API_SCOPES, OWN_PROFILE_PERMISSIONS } from '@app/common';
+
+/** The roles every organization has from its creation; they cannot be deleted or renamed. */
+export const BUILT_IN_ROLES = [
+  {
+    name: 'admin',
+    displayName: 'Administrator',
+    description: 'Manages users, roles, keys and settings of the organization',
+    permissions: [...API_SCOPES.filter((s) => s !== 'platform:admin'), ...OWN_PROFILE_PERMISSIONS],
+  },
+  {
+    name: 'moderator',
+    displayName: 'Moderator',
+    description: 'Reads and updates users',
+    permissions: ['user:read', 'user:write', ...OWN_PROFILE_PERMISSIONS],
+  },
+  {
+    name: 'user',
+    displayName: 'Standard User',
+    description: 'Reads and updates their own profile',
+    permissions: [...OWN_PROFILE_PERMISSIONS],
+  },
+] as const;
+
+export const DEFAULT_ROLE_NAME = 'user';

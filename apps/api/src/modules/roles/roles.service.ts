@@ -1,0 +1,54 @@
+import { Injectable } from '@nestjs/common';
+import { OnEvent } from '@nestjs/event-emitter';
+import { AppException } from '@app/common';
+import { newId } from '@app/events';
+import { EntityManager } from 'typeorm';
+import { ORGANIZATION_CREATED, OrganizationCreated } from '../organizations/organizations.service';
+import { BUILT_IN_ROLES } from './built-in-roles';
+import { RoleSummary, RolesRepository } from './roles.repository';
+
+@Injectable()
+export class RolesService {
+  constructor(private readonly roles: RolesRepository) {}
+
+  /** Every new organization gets the built-in roles, in the transaction that creates it. */
+  @OnEvent(ORGANIZATION_CREATED, { promisify: true, suppressErrors: false })
+  async seedBuiltInRoles({ organizationId, manager }: OrganizationCreated): Promise<void> {
+    const now = new Date();
+    await this.roles.insertMany(
+      manager,
+      BUILT_IN_ROLES.map((r) => ({
+        id: newId('role'),
+        organizationId,
+        name: r.name,
+        displayName: r.displayName,
+        description: r.description,
+        permissions: [...r.permissions],
+        system: true,
+        createdAt: now,
+        updatedAt: now,
+      })),
+    );
+  }
+
+  /**
+   * Resolves role names or ids of one organization, in the order given; any unknown one is
+   * 422 INVALID_ROLE naming it (the field is `role` or `roles`).
+   */
+  async resolve(organizationId: string, refs: string[], field: string, manager?: EntityManager): Promise<RoleSummary[]> {
+    const unique = [...new Set(refs)];
+    const found = await this.roles.findByRefs(organizationId, unique, manager);
+    const byRef = new Map<string, RoleSummary>();
+    for (const role of found) {
+      byRef.set(role.name, role);
+      byRef.set(role.id, role);
+    }
+    const missing = unique.filter((r) => !byRef.has(r));
+    if (missing.length > 0) {
+      throw new AppException('INVALID_ROLE', `Unknown role: ${missing.join(', ')}`, {
+        details: missing.map((r) => ({ field, issue: 'Role does not exist in this organization', provided: r, code: 'INVALID_ROLE' })),
+      });
+    }
+    return unique.map((r) => byRef.get(r)!);
+  }
+}

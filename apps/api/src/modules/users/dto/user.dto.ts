@@ -1,0 +1,271 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { MaxJsonSize, toBoolean } from '@app/common';
+import { Transform, Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsBoolean,
+  IsDefined,
+  IsEmail,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Length,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
+import { USER_STATUSES } from '../entities/user.entity';
+
+const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
+
+export class CreateUserDto {
+  @ApiProperty({ example: 'newuser@company.com', description: 'Unique per organization, case-insensitively; stored trimmed' })
+  @IsDefined()
+  @Transform(trim)
+  @IsEmail({}, { message: 'Invalid email format', context: { code: 'INVALID_EMAIL_FORMAT' } })
+  @MaxLength(254)
+  email!: string;
+
+  @ApiProperty({ example: 'Alex', minLength: 1, maxLength: 100 })
+  @IsDefined()
+  @IsString()
+  @Length(1, 100)
+  first_name!: string;
+
+  @ApiProperty({ example: 'Johnson', minLength: 1, maxLength: 100 })
+  @IsDefined()
+  @IsString()
+  @Length(1, 100)
+  last_name!: string;
+
+  @ApiPropertyOptional({ example: 'user', description: 'Primary role: a role name or id of the organization (default `user`)' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  role?: string;
+
+  @ApiPropertyOptional({ description: 'Write-only; hashed with argon2id', minLength: 8, maxLength: 256 })
+  @IsOptional()
+  @IsString()
+  @Length(8, 256)
+  password?: string;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  send_welcome_email?: boolean;
+
+  @ApiPropertyOptional({ example: { department: 'marketing' }, description: 'A JSON object of at most 16 KiB' })
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(16 * 1024)
+  metadata?: Record<string, unknown>;
+}
+
+export class UpdateUserDto {
+  @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  first_name?: string;
+
+  @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  last_name?: string;
+
+  @ApiPropertyOptional({ description: 'Primary role (name or id); publishes user.role_changed' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  role?: string;
+
+  @ApiPropertyOptional({ enum: USER_STATUSES })
+  @IsOptional()
+  @IsIn(USER_STATUSES)
+  status?: (typeof USER_STATUSES)[number];
+
+  @ApiPropertyOptional({ description: 'Replaces the whole metadata object (≤ 16 KiB)' })
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(16 * 1024)
+  metadata?: Record<string, unknown>;
+}
+
+export class ListUsersQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit: number = 25;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(10_000_000)
+  offset: number = 0;
+
+  @ApiPropertyOptional({ example: 'admin' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(100)
+  role?: string;
+
+  @ApiPropertyOptional({ enum: [...USER_STATUSES, 'deleted'] })
+  @IsOptional()
+  @IsIn([...USER_STATUSES, 'deleted'])
+  status?: string;
+
+  @ApiPropertyOptional({ example: 'created_at:desc', description: 'field:asc|desc over created_at, updated_at, last_login, email, first_name, last_name' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(100)
+  sort?: string;
+
+  @ApiPropertyOptional({ description: 'Case-insensitive substring of name or email' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  search?: string;
+
+  @ApiPropertyOptional({ description: 'Switches to keyset mode: pass pagination.next_cursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(4096)
+  cursor?: string;
+}
+
+export class SearchUsersQuery {
+  @ApiPropertyOptional({ description: 'Every word must match name or email' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  q?: string;
+
+  @ApiPropertyOptional({ description: 'JSON object; operators eq ne gt gte lt lte in contains', example: '{"created_at":{"gte":"2024-12-21"},"role":"admin"}' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(8192)
+  filters?: string;
+
+  @ApiPropertyOptional({ example: '["last_login:desc","created_at:asc"]', description: 'JSON array or comma list' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(500)
+  sort?: string;
+
+  @ApiPropertyOptional({ example: '["id","email","roles"]', description: 'JSON array or comma list; id is always returned' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(500)
+  fields?: string;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit: number = 25;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsString()
+  @MaxLength(4096)
+  cursor?: string;
+}
+
+export class GetUserQuery {
+  @ApiPropertyOptional({ example: 'roles,permissions,preferences', description: 'roles and permissions are always included; preferences on request' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  include?: string;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @Transform(toBoolean)
+  @IsBoolean()
+  include_deleted?: boolean;
+}
+
+export class DeleteUserQuery {
+  @ApiPropertyOptional({ description: 'Keep the record with status deleted (restorable)' })
+  @IsOptional()
+  @Transform(toBoolean)
+  @IsBoolean()
+  soft_delete?: boolean;
+}
+
+export class BulkOptionsDto {
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  send_welcome_emails?: boolean;
+
+  @ApiPropertyOptional({ description: 'true: all or nothing' })
+  @IsOptional()
+  @IsBoolean()
+  fail_on_error?: boolean;
+}
+
+export class BulkCreateUsersDto {
+  @ApiProperty({ type: [CreateUserDto], minItems: 1, maxItems: 100 })
+  @IsDefined()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(100)
+  users!: unknown[];
+
+  @ApiPropertyOptional({ type: BulkOptionsDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => BulkOptionsDto)
+  options?: BulkOptionsDto;
+}
+
+export class AssignRolesDto {
+  @ApiProperty({ example: ['moderator'], description: 'Role names or ids' })
+  @IsDefined()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(50)
+  @IsString({ each: true })
+  roles!: string[];
+}
+
+export class UpdateOwnProfileDto {
+  @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  first_name?: string;
+
+  @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
+  @IsOptional()
+  @IsString()
+  @Length(1, 100)
+  last_name?: string;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(16 * 1024)
+  metadata?: Record<string, unknown>;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(16 * 1024)
+  preferences?: Record<string, unknown>;
+}

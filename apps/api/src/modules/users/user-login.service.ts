@@ -1,0 +1,120 @@
+import { Injectable } from '@nestjs/common';
+import { AppException } from '@app/common';
+import { MasterKeyService } from '@app/config';
+import { CounterStore, TransactionRunner } from '@app/database';
+import { EventPublisher, newId } from '@app/events';
+import { randomBytes } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { TokenDenylist } from '../auth/denylist/token-denylist.service';
+import { PasswordHasher } from './password-hasher';
+import { userSnapshot } from './users.mapper';
+import { UserRecord, UsersRepository } from './users.repository';
+
+const FAILURE_WINDOW_MS = 15 * 60_000;
+const FREE_FAILURES = 5;
+const MAX_LOCK_SECONDS = 900;
+const REFRESH_TTL_MS = 30 * 86_400_000;
+const REFRESH_PURPOSE = 'refresh-token-hash';
+
+export interface LoggedInUser {
+  user: UserRecord;
+  permissions: string[];
+  sessionId: string;
+  refreshToken: string;
+}
+
+/**
+ * End-user sign-in: password checks with per-account lockout (growing delays of 1 s, 2 s, 4 s …
+ * up to 15 min after 5 failures within 15 min, never permanent), and refresh tokens rotated on every
+ * use, where presenting an already-used one revokes its whole session.
+ */
+@Injectable()
+export class UserLoginService {
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly counters: CounterStore,
+    private readonly transactions: TransactionRunner,
+    private readonly events: EventPublisher,
+    private readonly denylist: TokenDenylist,
+    private readonly masterKey: MasterKeyService,
+    private readonly dataSource: DataSource,
+  ) {}
+
+  async loginWithPassword(organizationId: string, email: string, password: string, context: { ip: string; userAgent?: string }): Promise<LoggedInUser> {
+    const account = `${organizationId}:${email.trim().toLowerCase()}`;
+    const lock = await this.counters.get(`lock:${account}`);
+    if (lock) {
+      const retryAfter = Math.max(1, Math.ceil((lock.resetAt - Date.now()) / 1000));
+      throw new AppException('ACCOUNT_LOCKED', 'Too many failed sign-in attempts; try again later', { retryAfter });
+    }
+    const user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
+    const ok = await PasswordHasher.verify(user?.password_hash ?? null, password);
+    if (!user || !ok || user.status !== 'active' || user.deleted_at) {
+      const failures = await this.counters.increment(`fail:${account}`, FAILURE_WINDOW_MS);
+      if (failures.count >= FREE_FAILURES) {
+        const seconds = Math.min(MAX_LOCK_SECONDS, 2 ** (failures.count - FREE_FAILURES));
+        await this.counters.increment(`lock:${account}`, seconds * 1000);
+      }
+      throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
+    }
+    await this.counters.reset(`fail:${account}`);
+    return this.startSession(user, context, 'password');
+  }
+
+  async startSession(user: UserRecord, context: { ip: string; userAgent?: string }, method: 'password' | 'sso'): Promise<LoggedInUser> {
+    const sessionId = newId('ses');
+    const refreshToken = await this.transactions.run(async (manager) => {
+      await this.users.recordLogin(manager, user.organization_id, user.id);
+      await this.users.markActive(manager, user.organization_id, [user.id]);
+      const fresh = (await this.users.findDetailed(user.organization_id, user.id, manager))!;
+      await this.events.publish(manager, user.organization_id, 'user.login', {
+        user: userSnapshot(fresh),
+        method,
+        ip_address: context.ip,
+        user_agent: context.userAgent,
+      });
+      Object.assign(user, fresh);
+      return this.createRefreshToken(manager, user, sessionId);
+    });
+    return { user, permissions: this.permissionsOf(user), sessionId, refreshToken };
+  }
+
+  /** Rotates a refresh token. Reuse of a spent one revokes the session, its refresh and access tokens. */
+  async rotate(presented: string): Promise<LoggedInUser> {
+    const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
+    const invalid = () => new AppException('AUTH_TOKEN_INVALID', 'The refresh token is invalid');
+    return this.transactions.run(async (manager) => {
+      const [row] = (await manager.query(
+        `SELECT id, organization_id, user_id, session_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
+        [hash],
+      )) as { id: string; organization_id: string; user_id: string; session_id: string; used_at: Date | null; revoked_at: Date | null; expires_at: Date }[];
+      if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now()) throw invalid();
+      if (row.used_at) {
+        await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL`, [row.session_id]);
+        await this.denylist.revokeSubject(row.session_id, row.organization_id);
+        return 'reused' as const;
+      }
+      const user = await this.users.findDetailed(row.organization_id, row.user_id, manager);
+      if (!user || user.status !== 'active' || user.deleted_at) throw invalid();
+      await manager.query(`UPDATE refresh_tokens SET used_at = now() WHERE id = $1`, [row.id]);
+      const refreshToken = await this.createRefreshToken(manager, user, row.session_id);
+      return { user, permissions: this.permissionsOf(user), sessionId: row.session_id, refreshToken };
+    }).then((result) => {
+      if (result === 'reused') throw new AppException('AUTH_TOKEN_INVALID', 'The refresh token was already used; the session has been revoked');
+      return result;
+    });
+  }
+
+  private async createRefreshToken(manager: Pick<DataSource, 'query'>, user: UserRecord, sessionId: string): Promise<string> {
+    const token = `rt_${randomBytes(32).toString('base64url')}`;
+    await manager.query(
+      `INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [newId('rt'), this.masterKey.hmac(REFRESH_PURPOSE, token), user.organization_id, user.id, sessionId, new Date(Date.now() + REFRESH_TTL_MS)],
+    );
+    return token;
+  }
+
+  private permissionsOf(user: UserRecord): string[] {
+    return [...new Set((user.roles ?? []).flatMap((r) => r.permissions))].sort();
+  }
+}

@@ -1,0 +1,309 @@
+import { AppException, ErrorDetail } from '@app/common';
+
+/**
+ * Turns list and search parameters into parameterised SQL over `users u`. Field names, operators
+ * and sort keys come from whitelists; every user value travels as a bind parameter, never as SQL text.
+ */
+
+export type SortDirection = 'asc' | 'desc';
+export interface SortKey {
+  field: SortField;
+  direction: SortDirection;
+}
+
+/** Sortable fields and the SQL that orders by them (NULL last_login sorts as the oldest). */
+const SORT_SQL = {
+  created_at: { sql: 'u.created_at', cast: 'timestamptz' },
+  updated_at: { sql: 'u.updated_at', cast: 'timestamptz' },
+  last_login: { sql: "COALESCE(u.last_login, '-infinity'::timestamptz)", cast: 'timestamptz' },
+  email: { sql: 'u.email_lower', cast: 'text' },
+  first_name: { sql: 'u.first_name', cast: 'text' },
+  last_name: { sql: 'u.last_name', cast: 'text' },
+  login_count: { sql: 'u.login_count', cast: 'int' },
+} as const;
+export type SortField = keyof typeof SORT_SQL;
+export const SORT_FIELDS = Object.keys(SORT_SQL) as SortField[];
+
+export const PROJECTABLE_FIELDS = [
+  'id', 'email', 'first_name', 'last_name', 'role', 'roles', 'status', 'email_verified',
+  'created_at', 'updated_at', 'last_login', 'login_count', 'metadata',
+] as const;
+
+const OPERATORS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'contains'] as const;
+type Operator = (typeof OPERATORS)[number];
+type FieldType = 'string' | 'email' | 'role' | 'status' | 'boolean' | 'date' | 'integer' | 'metadata';
+const FILTER_FIELDS: Record<string, FieldType> = {
+  id: 'string',
+  email: 'email',
+  first_name: 'string',
+  last_name: 'string',
+  role: 'role',
+  status: 'status',
+  email_verified: 'boolean',
+  created_at: 'date',
+  updated_at: 'date',
+  last_login: 'date',
+  login_count: 'integer',
+};
+const STATUSES = ['active', 'suspended', 'inactive', 'deleted'];
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$/;
+const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Collects bind parameters: `p(value)` returns `$n`. */
+export class SqlParams {
+  readonly values: unknown[] = [];
+  p(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+/** The one expression the trigram index covers; search must use exactly this text. */
+export const SEARCH_EXPRESSION = "lower(u.first_name || ' ' || u.last_name || ' ' || u.email)";
+
+export function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** `q` and `search`: every word must appear in the names or email (case-insensitive). */
+export function textSearchConditions(text: string | undefined, params: SqlParams): string[] {
+  if (!text) return [];
+  return text
+    .toLowerCase()
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 10)
+    .map((word) => `${SEARCH_EXPRESSION} LIKE ${params.p(`%${escapeLike(word)}%`)}`);
+}
+
+function filterError(field: string, issue: string, provided: unknown): AppException {
+  const detail: ErrorDetail = { field: `filters.${field}`, issue, provided, code: 'INVALID_FILTER' };
+  return new AppException('INVALID_FILTER', `Invalid filter on "${field}": ${issue}`, { details: [detail] });
+}
+
+function parseDate(field: string, value: unknown): { from: string; to?: string } {
+  if (typeof value === 'string' && DATE.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`))) {
+    const from = new Date(`${value}T00:00:00Z`);
+    return { from: from.toISOString(), to: new Date(from.getTime() + 86_400_000).toISOString() };
+  }
+  if (typeof value === 'string' && DATETIME.test(value) && !Number.isNaN(Date.parse(value))) {
+    return { from: new Date(value).toISOString() };
+  }
+  throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp', value);
+}
+
+/** Parses the `filters` JSON of GET /users/search into SQL conditions. Says exactly which part is wrong. */
+export function parseFilters(raw: string | undefined, organizationId: string, params: SqlParams): { conditions: string[]; mentionsStatus: boolean } {
+  if (raw === undefined || raw === '') return { conditions: [], mentionsStatus: false };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new AppException('INVALID_FILTER', 'filters must be a JSON object', {
+      details: [{ field: 'filters', issue: 'Not valid JSON', provided: raw.slice(0, 200), code: 'INVALID_FILTER' }],
+    });
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new AppException('INVALID_FILTER', 'filters must be a JSON object', {
+      details: [{ field: 'filters', issue: 'Expected an object', provided: parsed, code: 'INVALID_FILTER' }],
+    });
+  }
+  const conditions: string[] = [];
+  let mentionsStatus = false;
+  for (const [field, spec] of Object.entries(parsed as Record<string, unknown>)) {
+    let type: FieldType | undefined = Object.hasOwn(FILTER_FIELDS, field) ? FILTER_FIELDS[field] : undefined;
+    let metadataKey: string | undefined;
+    if (field.startsWith('metadata.')) {
+      metadataKey = field.slice('metadata.'.length);
+      if (!METADATA_KEY.test(metadataKey)) throw filterError(field, 'metadata keys are 1-64 of [A-Za-z0-9_-]', field);
+      type = 'metadata';
+    }
+    if (!type) throw filterError(field, `Unknown field; use one of ${Object.keys(FILTER_FIELDS).join(', ')} or metadata.<key>`, field);
+    if (field === 'status') mentionsStatus = true;
+    const operations: [string, unknown][] =
+      spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? Object.entries(spec) : [['eq', spec]];
+    if (operations.length === 0) throw filterError(field, 'Empty operator object', spec);
+    for (const [op, value] of operations) {
+      if (!(OPERATORS as readonly string[]).includes(op)) {
+        throw filterError(field, `Unknown operator "${op}"; use ${OPERATORS.join(', ')}`, op);
+      }
+      conditions.push(compile(field, type, metadataKey, op as Operator, value, organizationId, params));
+    }
+  }
+  return { conditions, mentionsStatus };
+}
+
+const COMPARE: Record<Exclude<Operator, 'in' | 'contains'>, string> = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' };
+
+function compile(field: string, type: FieldType, metadataKey: string | undefined, op: Operator, value: unknown, org: string, params: SqlParams): string {
+  const list = (check: (v: unknown) => boolean, what: string): unknown[] => {
+    if (!Array.isArray(value) || value.length === 0 || value.length > 100 || !value.every(check)) {
+      throw filterError(field, `"in" takes a non-empty array (at most 100) of ${what}`, value);
+    }
+    return value;
+  };
+  const isString = (v: unknown) => typeof v === 'string';
+  switch (type) {
+    case 'string':
+    case 'email': {
+      const column = type === 'email' ? 'u.email_lower' : field === 'id' ? 'u.id' : `u.${field}`;
+      const norm = (v: unknown) => (type === 'email' ? String(v).trim().toLowerCase() : String(v));
+      if (op === 'in') return `${column} = ANY(${params.p(list(isString, 'strings').map(norm))}::text[])`;
+      if (typeof value !== 'string') throw filterError(field, 'Expected a string', value);
+      if (op === 'contains') return `${column} ILIKE ${params.p(`%${escapeLike(value)}%`)}`;
+      return `${column} ${COMPARE[op]} ${params.p(norm(value))}`;
+    }
+    case 'role': {
+      const names = op === 'in' ? list(isString, 'role names') : [value];
+      if (!names.every(isString)) throw filterError(field, 'Expected a role name', value);
+      const roleIds = (cond: string) => `SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(org)} AND ${cond}`;
+      if (op === 'contains') return `u.role_id IN (${roleIds(`r.name ILIKE ${params.p(`%${escapeLike(String(value))}%`)}`)})`;
+      if (op === 'eq' || op === 'in') return `u.role_id IN (${roleIds(`r.name = ANY(${params.p(names)}::text[])`)})`;
+      if (op === 'ne') return `(u.role_id IS NULL OR u.role_id NOT IN (${roleIds(`r.name = ${params.p(value)}`)}))`;
+      throw filterError(field, `Operator "${op}" does not apply to roles`, op);
+    }
+    case 'status': {
+      const values = op === 'in' ? list(isString, 'statuses') : [value];
+      const bad = values.find((v) => !STATUSES.includes(String(v)) || typeof v !== 'string');
+      if (bad !== undefined) throw filterError(field, `Expected one of ${STATUSES.join(', ')}`, bad);
+      if (op === 'eq' || op === 'in') return `u.status = ANY(${params.p(values)}::text[])`;
+      if (op === 'ne') return `u.status <> ${params.p(value)}`;
+      throw filterError(field, `Operator "${op}" does not apply to status`, op);
+    }
+    case 'boolean': {
+      if (typeof value !== 'boolean') throw filterError(field, 'Expected true or false', value);
+      if (op === 'eq') return `u.${field} = ${params.p(value)}`;
+      if (op === 'ne') return `u.${field} <> ${params.p(value)}`;
+      throw filterError(field, `Operator "${op}" does not apply to booleans`, op);
+    }
+    case 'integer': {
+      const isInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && Math.abs(v) < 2 ** 31;
+      if (op === 'in') return `u.${field} = ANY(${params.p(list(isInt, 'integers'))}::int[])`;
+      if (op === 'contains' || !isInt(value)) throw filterError(field, op === 'contains' ? '"contains" applies to strings' : 'Expected an integer', value);
+      return `u.${field} ${COMPARE[op as keyof typeof COMPARE]} ${params.p(value)}`;
+    }
+    case 'date': {
+      const column = `u.${field}`;
+      if (op === 'contains') throw filterError(field, '"contains" applies to strings', op);
+      if (op === 'in') {
+        const days = list(isString, 'dates').map((v) => parseDate(field, v));
+        return `(${days.map((d) => dayCondition(column, d, params)).join(' OR ')})`;
+      }
+      const d = parseDate(field, value);
+      if (op === 'eq') return dayCondition(column, d, params);
+      if (op === 'ne') return `NOT (${dayCondition(column, d, params)})`;
+      // A bare date compares with its whole day: gt 2024-01-01 means after that day.
+      const bound = op === 'gt' || op === 'lte' ? (d.to ?? d.from) : d.from;
+      const sqlOp = op === 'gt' ? (d.to ? '>=' : '>') : op === 'lte' ? (d.to ? '<' : '<=') : COMPARE[op];
+      return `${column} ${sqlOp} ${params.p(bound)}::timestamptz`;
+    }
+    case 'metadata': {
+      const key = params.p(metadataKey);
+      const scalar = (v: unknown) => ['string', 'number', 'boolean'].includes(typeof v);
+      if (op === 'in') return `u.metadata->>${key} = ANY(${params.p(list(scalar, 'scalars').map(String))}::text[])`;
+      if (!scalar(value)) throw filterError(field, 'Expected a string, number or boolean', value);
+      if (op === 'contains') {
+        if (typeof value !== 'string') throw filterError(field, '"contains" takes a string', value);
+        return `u.metadata->>${key} ILIKE ${params.p(`%${escapeLike(value)}%`)}`;
+      }
+      if (typeof value === 'number') {
+        const num = `(CASE WHEN jsonb_typeof(u.metadata->${key}) = 'number' THEN (u.metadata->>${key})::numeric END)`;
+        return `${num} ${COMPARE[op]} ${params.p(value)}::numeric`;
+      }
+      if (op === 'eq' || op === 'ne') {
+        const cond = `u.metadata->>${key} = ${params.p(String(value))}`;
+        return op === 'eq' ? cond : `(u.metadata->>${key} IS NULL OR NOT ${cond})`;
+      }
+      return `u.metadata->>${key} ${COMPARE[op]} ${params.p(String(value))}`;
+    }
+  }
+}
+
+function dayCondition(column: string, d: { from: string; to?: string }, params: SqlParams): string {
+  if (!d.to) return `${column} = ${params.p(d.from)}::timestamptz`;
+  return `(${column} >= ${params.p(d.from)}::timestamptz AND ${column} < ${params.p(d.to)}::timestamptz)`;
+}
+
+/** `field:dir` items from a comma list or a JSON array; unknown fields or directions are 400 VALIDATION_ERROR. */
+export function parseSort(raw: string | undefined, fallback: SortKey[]): SortKey[] {
+  if (raw === undefined || raw === '') return fallback;
+  let items: unknown[];
+  if (raw.trim().startsWith('[')) {
+    try {
+      items = JSON.parse(raw) as unknown[];
+    } catch {
+      throw sortError(raw, 'Not valid JSON');
+    }
+    if (!Array.isArray(items)) throw sortError(raw, 'Expected an array');
+  } else {
+    items = raw.split(',').map((s) => s.trim());
+  }
+  if (items.length === 0 || items.length > 5) throw sortError(raw, 'Give 1 to 5 sort keys');
+  const keys = items.map((item) => {
+    if (typeof item !== 'string') throw sortError(item, 'Expected "field:asc|desc"');
+    const [field, direction = 'asc', extra] = item.split(':');
+    if (extra !== undefined || !field || !(SORT_FIELDS as string[]).includes(field) || !['asc', 'desc'].includes(direction)) {
+      throw sortError(item, `Use field:asc|desc with field one of ${SORT_FIELDS.join(', ')}`);
+    }
+    return { field: field as SortField, direction: direction as SortDirection };
+  });
+  if (new Set(keys.map((k) => k.field)).size !== keys.length) throw sortError(raw, 'A field appears twice');
+  return keys;
+}
+
+function sortError(provided: unknown, issue: string): AppException {
+  return new AppException('VALIDATION_ERROR', 'Invalid sort', {
+    status: 400,
+    details: [{ field: 'sort', issue, provided, code: 'INVALID_SORT' }],
+  });
+}
+
+export function parseFields(raw: string | undefined): string[] | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let items: unknown;
+  if (raw.trim().startsWith('[')) {
+    try {
+      items = JSON.parse(raw);
+    } catch {
+      items = undefined;
+    }
+  } else {
+    items = raw.split(',').map((s) => s.trim());
+  }
+  const bad = !Array.isArray(items) ? raw : items.find((f) => typeof f !== 'string' || !(PROJECTABLE_FIELDS as readonly string[]).includes(f));
+  if (bad !== undefined) {
+    throw new AppException('VALIDATION_ERROR', 'Invalid fields', {
+      status: 400,
+      details: [{ field: 'fields', issue: `Use fields from ${PROJECTABLE_FIELDS.join(', ')}`, provided: bad, code: 'INVALID_FIELD' }],
+    });
+  }
+  return [...new Set(['id', ...(items as string[])])];
+}
+
+/** ORDER BY for the sort keys plus the id tie-breaker (in the direction of the last key). */
+export function orderBy(sort: SortKey[]): string {
+  const last = sort[sort.length - 1]!.direction;
+  return [...sort.map((k) => `${SORT_SQL[k.field].sql} ${k.direction.toUpperCase()}`), `u.id ${last.toUpperCase()}`].join(', ');
+}
+
+/** The sort values of a row, as text, for the next cursor (keeps PostgreSQL's microseconds). */
+export function sortValueColumns(sort: SortKey[]): string {
+  return sort.map((k, i) => `(${SORT_SQL[k.field].sql})::text AS _k${i}`).join(', ');
+}
+
+/** Rows strictly after the cursor position, for any mix of directions. */
+export function keysetCondition(sort: SortKey[], values: string[], lastId: string, params: SqlParams): string {
+  const last = sort[sort.length - 1]!.direction;
+  const keys = [...sort.map((k, i) => ({ sql: SORT_SQL[k.field].sql, cast: SORT_SQL[k.field].cast, dir: k.direction, value: values[i] })), { sql: 'u.id', cast: 'text', dir: last, value: lastId }];
+  if (keys.some((k) => typeof k.value !== 'string')) throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
+  if (keys.every((k) => k.dir === keys[0]!.dir)) {
+    const op = keys[0]!.dir === 'asc' ? '>' : '<';
+    return `(${keys.map((k) => k.sql).join(', ')}) ${op} (${keys.map((k) => `${params.p(k.value)}::${k.cast}`).join(', ')})`;
+  }
+  const branches = keys.map((key, i) => {
+    const equal = keys.slice(0, i).map((k) => `${k.sql} = ${params.p(k.value)}::${k.cast}`);
+    return `(${[...equal, `${key.sql} ${key.dir === 'asc' ? '>' : '<'} ${params.p(key.value)}::${key.cast}`].join(' AND ')})`;
+  });
+  return `(${branches.join(' OR ')})`;
+}

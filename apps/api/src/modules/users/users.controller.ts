@@ -1,0 +1,168 @@
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Patch, Post, Put, Query, Res, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuthContext, CurrentAuth, Scopes } from '@app/common';
+import type { FastifyReply } from 'fastify';
+import {
+  AssignRolesDto,
+  BulkCreateUsersDto,
+  CreateUserDto,
+  DeleteUserQuery,
+  GetUserQuery,
+  ListUsersQuery,
+  SearchUsersQuery,
+  UpdateOwnProfileDto,
+  UpdateUserDto,
+} from './dto/user.dto';
+import { IdempotencyInterceptor } from './idempotency.interceptor';
+import { etagOf, mapUserDetail } from './users.mapper';
+import { UsersService } from './users.service';
+
+const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Do this POST at most once (24 h)' };
+const IF_MATCH_HEADER = { name: 'If-Match', required: false, description: 'The ETag you read; a stale one is 409 CONCURRENT_UPDATE' };
+
+@ApiTags('Users')
+@ApiBearerAuth()
+@Controller('users')
+export class UsersController {
+  constructor(private readonly users: UsersService) {}
+
+  @Get()
+  @Scopes('user:read')
+  @ApiOperation({ summary: 'List users (offset mode, or keyset mode with `cursor`)' })
+  list(@CurrentAuth() auth: AuthContext, @Query() query: ListUsersQuery) {
+    return this.users.list(auth.organizationId, query);
+  }
+
+  @Get('search')
+  @Scopes('user:read')
+  @ApiOperation({ summary: 'Advanced search: q, filters, multi-key sort, fields, cursor (seed §7.4)' })
+  search(@CurrentAuth() auth: AuthContext, @Query() query: SearchUsersQuery) {
+    return this.users.search(auth.organizationId, query);
+  }
+
+  @Get('me')
+  @Scopes('read:own_profile')
+  @ApiOperation({ summary: "An end user's own profile (end-user tokens)" })
+  async me(@CurrentAuth() auth: AuthContext, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.get(auth.organizationId, auth.subject);
+    void reply.header('ETag', etagOf(user));
+    return mapUserDetail(user, { preferences: true });
+  }
+
+  @Put('me')
+  @Scopes('update:own_profile')
+  @ApiOperation({ summary: 'Update your own names, metadata and preferences (never role, status or email_verified)' })
+  async updateMe(@CurrentAuth() auth: AuthContext, @Body() body: UpdateOwnProfileDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.update(auth.organizationId, auth.subject, body);
+    void reply.header('ETag', etagOf(user));
+    return mapUserDetail(user, { preferences: true });
+  }
+
+  @Post()
+  @Scopes('user:write')
+  @UseInterceptors(IdempotencyInterceptor)
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
+  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.create(auth.organizationId, body);
+    void reply.header('ETag', etagOf(user)).header('Location', `/v2/users/${user.id}`);
+    return mapUserDetail(user);
+  }
+
+  @Post('bulk')
+  @HttpCode(200)
+  @Scopes('user:write')
+  @UseInterceptors(IdempotencyInterceptor)
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
+  async bulk(@CurrentAuth() auth: AuthContext, @Body() body: BulkCreateUsersDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    const { status, body: result } = await this.users.bulkCreate(auth.organizationId, body);
+    void reply.status(status);
+    return result;
+  }
+
+  @Get(':id')
+  @Scopes('user:read')
+  @ApiOperation({ summary: 'A user with roles and permissions (seed §4.3)' })
+  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Query() query: GetUserQuery, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.get(auth.organizationId, id, { includeDeleted: query.include_deleted });
+    void reply.header('ETag', etagOf(user));
+    return mapUserDetail(user, { preferences: (query.include ?? '').split(',').includes('preferences') });
+  }
+
+  @Put(':id')
+  @Scopes('user:write')
+  @ApiHeader(IF_MATCH_HEADER)
+  @ApiOperation({ summary: 'Change only the fields sent (seed §4.4); metadata, when sent, replaces the object' })
+  updatePut(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateUserDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return this.doUpdate(auth, id, body, ifMatch, reply);
+  }
+
+  @Patch(':id')
+  @Scopes('user:write')
+  @ApiHeader(IF_MATCH_HEADER)
+  @ApiOperation({ summary: 'Same as PUT' })
+  updatePatch(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateUserDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return this.doUpdate(auth, id, body, ifMatch, reply);
+  }
+
+  private async doUpdate(auth: AuthContext, id: string, body: UpdateUserDto, ifMatch: string | undefined, reply: FastifyReply) {
+    const user = await this.users.update(auth.organizationId, id, body, ifMatch);
+    void reply.header('ETag', etagOf(user));
+    return mapUserDetail(user);
+  }
+
+  @Delete(':id')
+  @Scopes('user:delete')
+  @ApiHeader(IF_MATCH_HEADER)
+  @ApiOperation({ summary: 'Delete permanently, or with soft_delete=true keep it restorable (seed §4.5)' })
+  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Query() query: DeleteUserQuery, @Headers('if-match') ifMatch: string | undefined) {
+    const soft = query.soft_delete ?? false;
+    const { deleted_at } = await this.users.delete(auth.organizationId, id, soft, ifMatch);
+    return { message: 'User successfully deleted', deleted_at, soft_delete: soft };
+  }
+
+  @Post(':id/restore')
+  @HttpCode(200)
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Bring a soft-deleted user back' })
+  async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
+    return mapUserDetail(await this.users.restore(auth.organizationId, id));
+  }
+
+  @Post(':id/roles')
+  @HttpCode(200)
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Assign more roles (names or ids); publishes user.role_changed' })
+  async addRoles(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: AssignRolesDto) {
+    return mapUserDetail(await this.users.addRoles(auth.organizationId, id, body.roles));
+  }
+
+  @Delete(':id/roles/:role')
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Remove a role (name or id) from the user' })
+  async removeRole(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Param('role') role: string) {
+    return mapUserDetail(await this.users.removeRole(auth.organizationId, id, role));
+  }
+
+  @Get(':id/preferences')
+  @Scopes('user:read')
+  @ApiOperation({ summary: "A user's preferences" })
+  async preferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
+    return (await this.users.get(auth.organizationId, id)).preferences;
+  }
+
+  @Put(':id/preferences')
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Replace preferences' })
+  replacePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>) {
+    return this.users.replacePreferences(auth.organizationId, id, body, false);
+  }
+
+  @Patch(':id/preferences')
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Merge into preferences (RFC 7396: null removes a key)' })
+  mergePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>) {
+    return this.users.replacePreferences(auth.organizationId, id, body, true);
+  }
+}

@@ -1,0 +1,442 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AppException, CursorCodec, ErrorDetail, toAppException } from '@app/common';
+import { MasterKeyService } from '@app/config';
+import { TransactionRunner } from '@app/database';
+import { EventPublisher, newId } from '@app/events';
+import { plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
+import { createHash } from 'node:crypto';
+import { EntityManager } from 'typeorm';
+import { TokenDenylist } from '../auth/denylist/token-denylist.service';
+import { DEFAULT_ROLE_NAME } from '../roles/built-in-roles';
+import { RoleSummary } from '../roles/roles.repository';
+import { RolesService } from '../roles/roles.service';
+import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
+import { PasswordHasher } from './password-hasher';
+import {
+  keysetCondition,
+  orderBy,
+  parseFields,
+  parseFilters,
+  parseSort,
+  SortKey,
+  sortValueColumns,
+  SqlParams,
+  textSearchConditions,
+} from './user-query';
+import { mapUserDetail, mapUserSummary, projectUser, userSnapshot } from './users.mapper';
+import { NewUser, UserRecord, UsersRepository } from './users.repository';
+
+const USER_ID = /^user_[a-z0-9]{1,64}$/;
+const DEFAULT_SORT: SortKey[] = [{ field: 'created_at', direction: 'desc' }];
+
+interface CursorPosition {
+  v: string[];
+  id: string;
+  t: number;
+}
+
+export interface BulkItemResult {
+  index: number;
+  success: boolean;
+  user?: Record<string, unknown>;
+  error?: { code: string; message: string; details?: unknown };
+}
+
+@Injectable()
+export class UsersService {
+  private readonly cursors: CursorCodec;
+
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly roles: RolesService,
+    private readonly transactions: TransactionRunner,
+    private readonly events: EventPublisher,
+    private readonly denylist: TokenDenylist,
+    @Inject(MasterKeyService) masterKey: MasterKeyService,
+  ) {
+    this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
+  }
+
+  async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
+    const [role] = await this.roles.resolve(organizationId, [dto.role ?? DEFAULT_ROLE_NAME], 'role');
+    const passwordHash = dto.password ? await PasswordHasher.hash(dto.password) : null;
+    const id = newId('user');
+    return this.transactions.run(async (manager) => {
+      const inserted = await this.users.insertMany(manager, organizationId, [
+        { id, email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: role!.id, passwordHash, metadata: dto.metadata ?? {} },
+      ]);
+      if (!inserted.has(id)) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
+      await this.users.markActive(manager, organizationId, [id]);
+      const user = (await this.users.findDetailed(organizationId, id, manager))!;
+      await this.events.publish(manager, organizationId, 'user.created', {
+        user: userSnapshot(user),
+        send_welcome_email: dto.send_welcome_email ?? false,
+      });
+      return user;
+    });
+  }
+
+  async get(organizationId: string, id: string, options: { includeDeleted?: boolean } = {}): Promise<UserRecord> {
+    const user = USER_ID.test(id) ? await this.users.findDetailed(organizationId, id) : undefined;
+    if (!user || (user.deleted_at && !options.includeDeleted)) throw new AppException('USER_NOT_FOUND', 'User not found');
+    return user;
+  }
+
+  async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
+    const current = await this.get(organizationId, id);
+    const expectedVersion = this.expectedVersion(current, ifMatch);
+    const changes: Record<string, unknown> = {};
+    const changed: string[] = [];
+    let newRole: RoleSummary | undefined;
+    if ('role' in dto && dto.role !== undefined) {
+      [newRole] = await this.roles.resolve(organizationId, [dto.role], 'role');
+      if (newRole!.id !== current.role_id) {
+        changes.role_id = newRole!.id;
+        changed.push('role');
+      }
+    }
+    const simple: [keyof (UpdateUserDto & UpdateOwnProfileDto), string][] = [
+      ['first_name', 'first_name'],
+      ['last_name', 'last_name'],
+      ['status', 'status'],
+    ];
+    for (const [field, column] of simple) {
+      const value = (dto as Record<string, unknown>)[field];
+      if (value !== undefined && value !== (current as unknown as Record<string, unknown>)[column]) {
+        changes[column] = value;
+        changed.push(field);
+      }
+    }
+    if (dto.metadata !== undefined) {
+      changes.metadata = dto.metadata;
+      for (const key of new Set([...Object.keys(current.metadata), ...Object.keys(dto.metadata)])) {
+        if (JSON.stringify(current.metadata[key]) !== JSON.stringify(dto.metadata[key])) changed.push(`metadata.${key}`);
+      }
+    }
+    if ('preferences' in dto && dto.preferences !== undefined) {
+      changes.preferences = dto.preferences;
+      changed.push('preferences');
+    }
+    if (Object.keys(changes).length === 0) return current;
+
+    const user = await this.transactions.run(async (manager) => {
+      if (!(await this.users.update(manager, organizationId, id, changes, expectedVersion))) {
+        throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
+      }
+      await this.users.markActive(manager, organizationId, [id]);
+      const updated = (await this.users.findDetailed(organizationId, id, manager))!;
+      await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: changed });
+      if (changes.role_id) {
+        await this.events.publish(manager, organizationId, 'user.role_changed', {
+          user: userSnapshot(updated),
+          previous_roles: (current.roles ?? []).map((r) => r.name),
+          roles: (updated.roles ?? []).map((r) => r.name),
+        });
+      }
+      return updated;
+    });
+    if (changes.status === 'suspended' || changes.status === 'inactive') await this.denylist.revokeSubject(id, organizationId);
+    return user;
+  }
+
+  async delete(organizationId: string, id: string, soft: boolean, ifMatch?: string): Promise<{ deleted_at: string }> {
+    const current = await this.get(organizationId, id);
+    const expectedVersion = this.expectedVersion(current, ifMatch);
+    const deletedAt = new Date();
+    await this.transactions.run(async (manager) => {
+      const done = soft
+        ? await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt }, expectedVersion)
+        : await this.users.delete(manager, organizationId, id);
+      if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
+      await this.events.publish(manager, organizationId, 'user.deleted', {
+        user: { id, email: current.email },
+        soft_delete: soft,
+        deleted_at: deletedAt.toISOString(),
+      });
+    });
+    await this.denylist.revokeSubject(id, organizationId);
+    return { deleted_at: deletedAt.toISOString().replace(/\.\d{3}Z$/, 'Z') };
+  }
+
+  async restore(organizationId: string, id: string): Promise<UserRecord> {
+    const current = await this.get(organizationId, id, { includeDeleted: true });
+    if (!current.deleted_at) return current;
+    return this.transactions.run(async (manager) => {
+      await this.users.update(manager, organizationId, id, { status: 'active', deleted_at: null });
+      const user = (await this.users.findDetailed(organizationId, id, manager))!;
+      await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(user), changes: ['status'] });
+      return user;
+    });
+  }
+
+  async addRoles(organizationId: string, id: string, refs: string[]): Promise<UserRecord> {
+    const current = await this.get(organizationId, id);
+    const roles = await this.roles.resolve(organizationId, refs, 'roles');
+    return this.changeRoles(organizationId, current, (manager) =>
+      this.users.addRoles(manager, organizationId, id, roles.map((r) => r.id).filter((r) => r !== current.role_id)),
+    );
+  }
+
+  async removeRole(organizationId: string, id: string, ref: string): Promise<UserRecord> {
+    const current = await this.get(organizationId, id);
+    const role = (current.roles ?? []).find((r) => r.id === ref || r.name === ref);
+    if (!role) throw new AppException('ROLE_NOT_FOUND', 'The user does not have this role');
+    return this.changeRoles(organizationId, current, async (manager) => {
+      if (role.id === current.role_id) {
+        // Removing the primary role: the user keeps no primary role.
+        await this.users.update(manager, organizationId, id, { role_id: null });
+      } else {
+        await this.users.removeRole(manager, organizationId, id, role.id);
+      }
+    });
+  }
+
+  private async changeRoles(organizationId: string, current: UserRecord, change: (m: EntityManager) => Promise<void>): Promise<UserRecord> {
+    return this.transactions.run(async (manager) => {
+      await change(manager);
+      const updated = (await this.users.findDetailed(organizationId, current.id, manager))!;
+      const before = (current.roles ?? []).map((r) => r.name);
+      const after = (updated.roles ?? []).map((r) => r.name);
+      if (before.join() !== after.join()) {
+        await this.events.publish(manager, organizationId, 'user.role_changed', { user: userSnapshot(updated), previous_roles: before, roles: after });
+      }
+      return updated;
+    });
+  }
+
+  /** GET /users: offset mode, or keyset mode when a cursor is passed (CONTRACT §7). */
+  async list(organizationId: string, query: ListUsersQuery) {
+    const sort = parseSort(query.sort, DEFAULT_SORT);
+    const params = new SqlParams();
+    const where = [`u.organization_id = ${params.p(organizationId)}`];
+    if (query.status === 'deleted') where.push('u.deleted_at IS NOT NULL');
+    else {
+      where.push('u.deleted_at IS NULL');
+      if (query.status) where.push(`u.status = ${params.p(query.status)}`);
+    }
+    if (query.role) {
+      where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(query.role)})`);
+    }
+    where.push(...textSearchConditions(query.search, params));
+    const binding = this.binding('list', organizationId, { sort, status: query.status, role: query.role, search: query.search, limit: query.limit });
+    return this.runPage(params, where, sort, query.limit, query.offset, query.cursor, binding, 'offset', (u) => mapUserSummary(u));
+  }
+
+  /** GET /users/search: q, filters, multi-key sort, fields, keyset pagination. */
+  async search(organizationId: string, query: SearchUsersQuery) {
+    const sort = parseSort(query.sort, DEFAULT_SORT);
+    const fields = parseFields(query.fields);
+    const params = new SqlParams();
+    const where = [`u.organization_id = ${params.p(organizationId)}`];
+    const filters = parseFilters(query.filters, organizationId, params);
+    if (!filters.mentionsStatus) where.push('u.deleted_at IS NULL');
+    where.push(...filters.conditions, ...textSearchConditions(query.q, params));
+    const binding = this.binding('search', organizationId, { sort, q: query.q, filters: query.filters, fields, limit: query.limit });
+    const page = await this.runPage(params, where, sort, query.limit, 0, query.cursor, binding, 'keyset', (u) =>
+      fields ? projectUser(u, fields) : mapUserSummary(u),
+      fields?.includes('roles') ?? false,
+    );
+    return page;
+  }
+
+  private async runPage(
+    params: SqlParams,
+    where: string[],
+    sort: SortKey[],
+    limit: number,
+    offset: number,
+    cursor: string | undefined,
+    binding: string,
+    mode: 'offset' | 'keyset',
+    map: (u: UserRecord) => Record<string, unknown>,
+    withRoles = false,
+  ) {
+    let total: number;
+    let keyset = mode === 'keyset';
+    if (cursor) {
+      const position = this.cursors.decode<CursorPosition>(cursor, binding);
+      if (!position || !Array.isArray(position.v) || typeof position.id !== 'string') {
+        throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
+      }
+      total = Number(position.t) || 0;
+      keyset = true;
+      where = [...where, keysetCondition(sort, position.v, position.id, params)];
+      offset = 0;
+    } else {
+      total = await this.users.count(params, where);
+    }
+    const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset);
+    const hasMore = rows.length > limit;
+    const pageRows = rows.slice(0, limit);
+    if (withRoles && pageRows.length > 0) {
+      const roles = await this.users.rolesOfUsers(pageRows[0]!.organization_id, pageRows.map((r) => r.id));
+      for (const row of pageRows) row.roles = roles.get(row.id) ?? [];
+    }
+    const last = pageRows[pageRows.length - 1];
+    const nextCursor =
+      hasMore && last
+        ? this.cursors.encode(binding, { v: sort.map((_, i) => last[`_k${i}`]), id: last.id, t: total } satisfies CursorPosition)
+        : null;
+    const data = pageRows.map(map);
+    if (keyset) return { data, pagination: { limit, has_more: hasMore, next_cursor: nextCursor, total_estimate: total } };
+    return { data, pagination: { total, limit, offset, has_more: hasMore, next_cursor: nextCursor } };
+  }
+
+  private binding(kind: string, organizationId: string, query: unknown): string {
+    return createHash('sha256').update(JSON.stringify([kind, organizationId, query])).digest('base64url');
+  }
+
+  /** POST /users/bulk in one transaction (CONTRACT §8). */
+  async bulkCreate(organizationId: string, dto: BulkCreateUsersDto): Promise<{ status: number; body: { results: BulkItemResult[]; summary: Record<string, number> } }> {
+    const failOnError = dto.options?.fail_on_error ?? false;
+    const results: BulkItemResult[] = dto.users.map((_, index) => ({ index, success: false }));
+    const valid: { index: number; dto: CreateUserDto }[] = [];
+    await Promise.all(
+      dto.users.map(async (raw, index) => {
+        if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+          results[index]!.error = { code: 'VALIDATION_ERROR', message: 'Each user must be a JSON object' };
+          return;
+        }
+        const item = plainToInstance(CreateUserDto, raw);
+        const errors = await validate(item, { whitelist: true, forbidNonWhitelisted: true });
+        if (errors.length > 0) {
+          const exception = toAppException(errors, 'body');
+          results[index]!.error = { code: exception.code, message: exception.message, details: exception.options.details as ErrorDetail[] };
+          return;
+        }
+        valid.push({ index, dto: item });
+      }),
+    );
+    valid.sort((a, b) => a.index - b.index);
+
+    const seen = new Set<string>();
+    const candidates: { index: number; dto: CreateUserDto }[] = [];
+    for (const v of valid) {
+      const key = v.dto.email.toLowerCase();
+      if (seen.has(key)) {
+        results[v.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'This email appears earlier in the batch' };
+        continue;
+      }
+      seen.add(key);
+      candidates.push(v);
+    }
+    const roleRefs = [...new Set(candidates.map((c) => c.dto.role ?? DEFAULT_ROLE_NAME))];
+    const knownRoles = new Map<string, RoleSummary>();
+    for (const ref of roleRefs) {
+      try {
+        knownRoles.set(ref, (await this.roles.resolve(organizationId, [ref], 'role'))[0]!);
+      } catch (error) {
+        if (!(error instanceof AppException)) throw error;
+      }
+    }
+    const existing = await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()));
+    const toInsert: { index: number; user: NewUser; welcome: boolean }[] = [];
+    for (const c of candidates) {
+      const role = knownRoles.get(c.dto.role ?? DEFAULT_ROLE_NAME);
+      if (!role) {
+        results[c.index]!.error = { code: 'INVALID_ROLE', message: `Unknown role: ${c.dto.role}` };
+      } else if (existing.has(c.dto.email.toLowerCase())) {
+        results[c.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+      } else {
+        toInsert.push({
+          index: c.index,
+          welcome: (dto.options?.send_welcome_emails ?? false) || (c.dto.send_welcome_email ?? false),
+          user: {
+            id: newId('user'),
+            email: c.dto.email,
+            firstName: c.dto.first_name,
+            lastName: c.dto.last_name,
+            roleId: role.id,
+            passwordHash: c.dto.password ? await PasswordHasher.hash(c.dto.password) : null,
+            metadata: c.dto.metadata ?? {},
+          },
+        });
+      }
+    }
+
+    const anyFailed = () => results.some((r, i) => !r.success && r.error && !toInsert.some((t) => t.index === i));
+    if (failOnError && anyFailed()) return this.bulkRolledBack(results, toInsert.map((t) => t.index));
+
+    const outcome = await this.transactions.run(async (manager) => {
+      const inserted = await this.users.insertMany(manager, organizationId, toInsert.map((t) => t.user));
+      const lost = toInsert.filter((t) => !inserted.has(t.user.id));
+      if (failOnError && lost.length > 0) {
+        for (const t of lost) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+        throw new BulkRollback();
+      }
+      const created = toInsert.filter((t) => inserted.has(t.user.id));
+      for (const t of lost) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+      await this.users.markActive(manager, organizationId, created.map((t) => t.user.id));
+      const records = await Promise.all(created.map((t) => this.users.findDetailed(organizationId, t.user.id, manager)));
+      await this.events.publishMany(
+        manager,
+        organizationId,
+        'user.created',
+        records.map((r, i) => ({ user: userSnapshot(r!), send_welcome_email: created[i]!.welcome })),
+      );
+      created.forEach((t, i) => {
+        const r = records[i]!;
+        results[t.index] = { index: t.index, success: true, user: { id: r.id, email: r.email, first_name: r.first_name, last_name: r.last_name, role: r.role_name, status: r.status } };
+      });
+      return 'committed' as const;
+    }).catch((error: unknown) => {
+      if (error instanceof BulkRollback) return 'rolled_back' as const;
+      throw error;
+    });
+    if (outcome === 'rolled_back') return this.bulkRolledBack(results, toInsert.map((t) => t.index));
+    return { status: 200, body: { results, summary: this.summary(results) } };
+  }
+
+  private bulkRolledBack(results: BulkItemResult[], validIndexes: number[]) {
+    for (const i of validIndexes) {
+      if (!results[i]!.error) results[i] = { index: i, success: false, error: { code: 'ROLLED_BACK', message: 'Not created: another item failed and fail_on_error is true' } };
+    }
+    return { status: 422, body: { results, summary: this.summary(results) } };
+  }
+
+  private summary(results: BulkItemResult[]) {
+    const successful = results.filter((r) => r.success).length;
+    return { total: results.length, successful, failed: results.length - successful };
+  }
+
+  async replacePreferences(organizationId: string, id: string, preferences: Record<string, unknown>, merge: boolean): Promise<Record<string, unknown>> {
+    if (preferences === null || typeof preferences !== 'object' || Array.isArray(preferences)) {
+      throw new AppException('MALFORMED_REQUEST', 'Preferences must be a JSON object');
+    }
+    const current = await this.get(organizationId, id);
+    const next = merge ? mergePatch(current.preferences, preferences) : preferences;
+    if (Buffer.byteLength(JSON.stringify(next)) > 16 * 1024) {
+      throw new AppException('VALIDATION_ERROR', 'Preferences must be at most 16 KiB', {
+        details: [{ field: 'preferences', issue: 'Too large', code: 'TOO_LARGE' }],
+      });
+    }
+    const updated = await this.update(organizationId, id, { preferences: next } as UpdateOwnProfileDto);
+    return updated.preferences;
+  }
+
+  private expectedVersion(current: UserRecord, ifMatch: string | undefined): number | undefined {
+    if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
+    const match = /^(?:W\/)?"([^"]+)\.v(\d+)"$/.exec(ifMatch.trim());
+    if (!match || match[1] !== current.id || Number(match[2]) !== current.version) {
+      throw new AppException('CONCURRENT_UPDATE', 'If-Match does not match the current version; fetch the user again');
+    }
+    return current.version;
+  }
+}
+
+class BulkRollback extends Error {}
+
+/** RFC 7396 JSON merge patch. Keys like __proto__ are plain data here, never prototypes. */
+export function mergePatch(target: unknown, patch: unknown): Record<string, unknown> {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch as Record<string, unknown>;
+  const base: Record<string, unknown> =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const result: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  Object.assign(result, base);
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return { ...result };
+}

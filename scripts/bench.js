@@ -1,0 +1,400 @@
+#!/usr/bin/env node
+'use strict';
+
+/**
+ * Load benchmark of the users endpoints against the built API (`npm run bench` builds first).
+ *
+ *   BENCH_USERS=1000000      users the Default organization should hold (seeded directly in SQL)
+ *   BENCH_SECONDS=10         measured seconds per scenario
+ *   BENCH_WARMUP_SECONDS=1   unmeasured warm-up per scenario (0 to skip)
+ *   BENCH_CONNECTIONS=32     concurrent connections
+ *   BENCH_ONLY=a,b           run only these scenarios (names below)
+ *   BENCH_TIMEOUT_SECONDS    global bound (default derived from the above); on expiry everything is
+ *                            stopped and the process exits 1
+ *   BENCH_STRICT=1           exit 2 when a scenario misses its target or has errors
+ *   BENCH_DIST_DIR=dist      the build to run (dist/apps/api/src/main.js)
+ *   DATABASE_URL             a loopback PostgreSQL server to use (database `um_bench` is created on it);
+ *                            otherwise an embedded PostgreSQL under ./var/bench/postgres
+ *
+ * Results: a table on stdout and bench/results/latest.json.
+ */
+
+const { mkdirSync, writeFileSync } = require('node:fs');
+const { join, resolve } = require('node:path');
+const lib = require('./bench-lib');
+
+const ROOT = resolve(__dirname, '..');
+process.chdir(ROOT);
+
+const ORIGINAL_ENV = { ...process.env };
+const BOOTSTRAP_API_KEY = 'sk_test_benchBenchBenchBenchBench0001';
+const DATA_DIR = './var/bench';
+const BENCH_DATABASE = 'um_bench';
+// BENCH_DIST_DIR benchmarks a build made elsewhere (default: the `npm run build` output).
+const DIST = resolve(ROOT, process.env.BENCH_DIST_DIR || 'dist');
+const SERVER_ENTRY = join(DIST, 'apps/api/src/main.js');
+const EMBEDDED_PG = join(DIST, 'libs/database/src/embedded-postgres.js');
+const RESULTS_FILE = join(ROOT, 'bench/results/latest.json');
+const LOGIN_PASSWORD = 'Bench-Passw0rd-Login!';
+
+/**
+ * Targets from the issue: twice the seed §8.5 throughput and half its latency.
+ * `needs` says which prepared data a scenario uses.
+ */
+const SCENARIOS = [
+  { name: 'get_user', label: 'get user by id', target_rps: 2000, target_p99_ms: 50 },
+  { name: 'list', label: 'list first page', target_rps: undefined, target_p99_ms: undefined },
+  { name: 'list_cursor', label: 'list with cursor', target_rps: undefined, target_p99_ms: undefined },
+  { name: 'search_q', label: 'search q', target_rps: 400, target_p99_ms: 150 },
+  { name: 'search_filters', label: 'search filters', target_rps: 400, target_p99_ms: 150 },
+  { name: 'update', label: 'update user', target_rps: 1500, target_p99_ms: 75 },
+  { name: 'create', label: 'create user', target_rps: 1000, target_p99_ms: 100 },
+  { name: 'bulk_100', label: 'bulk create 100', target_rps: 100, target_p99_ms: 1000 },
+  { name: 'login', label: 'password login', target_rps: 100, target_p99_ms: undefined },
+];
+
+const log = (message) => process.stdout.write(`${message}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Resources, and their release on every path out (normal end, error, signal, global timeout)
+
+const resources = { server: undefined, database: undefined };
+let cleaning;
+
+function cleanup() {
+  cleaning ??= (async () => {
+    if (resources.server) {
+      const code = await resources.server.stop().catch(() => undefined);
+      log(`API stopped (exit ${code})`);
+    }
+    if (resources.database) {
+      await lib.withTimeout(resources.database.stop(), 30_000, 'embedded PostgreSQL did not stop within 30 s').catch((e) =>
+        log(String(e.message ?? e)),
+      );
+      log('embedded PostgreSQL stopped');
+    }
+  })();
+  return cleaning;
+}
+
+async function abort(code, reason) {
+  log(`\n${reason}`);
+  await lib.withTimeout(cleanup(), 45_000, 'cleanup timed out').catch((e) => log(e.message));
+  process.exit(code);
+}
+
+process.on('SIGINT', () => void abort(130, 'interrupted (SIGINT): stopping'));
+process.on('SIGTERM', () => void abort(143, 'terminated (SIGTERM): stopping'));
+process.on('exit', () => {
+  // Last resort when something exits the process directly: never leave the API running.
+  if (resources.server && resources.server.child.exitCode === null) resources.server.child.kill('SIGKILL');
+});
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const startedAt = Date.now();
+  const benchUsers = lib.envInt('BENCH_USERS', 1_000_000, 0, lib.MAX_BENCH_USERS);
+  const seconds = lib.envInt('BENCH_SECONDS', 10, 1, 3600);
+  const warmup = lib.envInt('BENCH_WARMUP_SECONDS', 1, 0, 600);
+  const connections = lib.envInt('BENCH_CONNECTIONS', 32, 1, 10_000);
+  const only = (process.env.BENCH_ONLY ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = only.filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    throw new Error(`BENCH_ONLY names unknown scenarios: ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')})`);
+  }
+  const selected = only.length > 0 ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
+  const defaultBound =
+    120 + 90 + Math.ceil(benchUsers / 100_000) * 60 + selected.length * (seconds + warmup + 45);
+  const timeoutSeconds = lib.envInt('BENCH_TIMEOUT_SECONDS', defaultBound, 10, 86_400);
+  const globalTimer = setTimeout(
+    () => void abort(1, `global timeout: the benchmark did not finish within ${timeoutSeconds} s`),
+    timeoutSeconds * 1000,
+  );
+
+  const machine = lib.machineInfo();
+  log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.total_memory_gib} GiB RAM, node ${machine.node}, ` +
+    `load average ${machine.load_average_at_start.join(' ')}`);
+  log(`settings: BENCH_USERS=${benchUsers} BENCH_SECONDS=${seconds} BENCH_WARMUP_SECONDS=${warmup} ` +
+    `BENCH_CONNECTIONS=${connections} scenarios=${selected.map((s) => s.name).join(',')} bound=${timeoutSeconds}s`);
+
+  // 1. Database -------------------------------------------------------------------------------
+  let databaseUrl;
+  let databaseKind;
+  if (ORIGINAL_ENV.DATABASE_URL) {
+    lib.assertLoopbackDatabaseUrl(ORIGINAL_ENV.DATABASE_URL);
+    await lib.ensureDatabase(ORIGINAL_ENV.DATABASE_URL, BENCH_DATABASE);
+    databaseUrl = lib.withDatabaseName(ORIGINAL_ENV.DATABASE_URL, BENCH_DATABASE);
+    databaseKind = 'external (DATABASE_URL)';
+  } else {
+    const { startEmbeddedPostgres } = require(EMBEDDED_PG);
+    const began = Date.now();
+    const db = await startEmbeddedPostgres({ dir: join(DATA_DIR, 'postgres'), database: BENCH_DATABASE });
+    resources.database = db;
+    databaseUrl = db.url;
+    databaseKind = 'embedded';
+    log(`embedded PostgreSQL ready in ${lib.formatDuration(Date.now() - began)}`);
+  }
+  lib.assertLoopbackDatabaseUrl(databaseUrl);
+
+  // 2. API --------------------------------------------------------------------------------------
+  const { freePort } = require(EMBEDDED_PG);
+  const port = await freePort();
+  const baseEnv = { ...ORIGINAL_ENV };
+  // The embedded database's allocator tuning is for PostgreSQL, not for the API process.
+  if (!('MALLOC_MMAP_THRESHOLD_' in ORIGINAL_ENV)) delete baseEnv.MALLOC_MMAP_THRESHOLD_;
+  if (!('MALLOC_TRIM_THRESHOLD_' in ORIGINAL_ENV)) delete baseEnv.MALLOC_TRIM_THRESHOLD_;
+  let began = Date.now();
+  resources.server = await lib.startServer({
+    entry: SERVER_ENTRY,
+    baseEnv,
+    env: {
+      DATABASE_URL: databaseUrl,
+      DATA_DIR,
+      BOOTSTRAP_API_KEY,
+      LOG_LEVEL: 'warn',
+      PORT: port,
+      HOST: '127.0.0.1',
+    },
+    logFile: join(DATA_DIR, 'server.log'),
+    timeoutMs: 90_000,
+    port,
+  });
+  const baseUrl = resources.server.baseUrl;
+  log(`API healthy at ${baseUrl} in ${lib.formatDuration(Date.now() - began)} (log: ${resources.server.logFile})`);
+
+  // 3. Seed ---------------------------------------------------------------------------------------
+  const client = await lib.connect(databaseUrl);
+  let db;
+  let seeding = { inserted: 0, ms: 0 };
+  const setupProblems = [];
+  try {
+    const org = await client.query(`SELECT id FROM organizations WHERE name = 'Default' ORDER BY created_at LIMIT 1`);
+    if (org.rowCount === 0) throw new Error('no organization named "Default" after the API started');
+    await client.query(`UPDATE organizations SET limits = $2::jsonb WHERE id = $1`, [org.rows[0].id, lib.BENCH_ORG_LIMITS]);
+    try {
+      db = await lib.inspectDatabase(client);
+    } catch (error) {
+      setupProblems.push(`cannot seed: ${error.message}`);
+      log(`WARNING: cannot seed: ${error.message}`);
+    }
+    if (db) {
+      if (!(await lib.searchIndexExists(client))) {
+        log('the search index was missing (an interrupted seed?): recreating it');
+        await client.query(lib.SEARCH_INDEX_SQL);
+      }
+      if (db.roleId === null) {
+        setupProblems.push('no role "user" in the Default organization: seeded users get no role');
+        log('WARNING: no role "user" in the Default organization: seeded users get no role');
+      }
+      if (db.totalUsers < benchUsers) {
+        const count = Math.min(benchUsers - db.totalUsers, lib.MAX_BENCH_USERS - db.maxBench);
+        log(`seeding ${count} users (the Default organization has ${db.totalUsers}, BENCH_USERS=${benchUsers})…`);
+        began = Date.now();
+        await lib.seedUsers(client, { orgId: db.orgId, roleId: db.roleId, from: db.maxBench + 1, count, log });
+        seeding = { inserted: count, ms: Date.now() - began };
+        log(`seeding took ${lib.formatDuration(seeding.ms)}`);
+        db = await lib.inspectDatabase(client);
+      } else {
+        log(`no seeding needed: the Default organization has ${db.totalUsers} users (BENCH_USERS=${benchUsers})`);
+      }
+    }
+  } finally {
+    await client.end();
+  }
+  const maxBench = db?.maxBench ?? 0;
+  log(`users in the Default organization: ${db?.totalUsers ?? 'unknown'} (seeded ids user_bench0000001…${lib.benchUserId(maxBench)})`);
+
+  // 4. Token ----------------------------------------------------------------------------------------
+  const tokenRes = await lib.request(baseUrl, 'POST', '/v2/auth/token', {
+    body: { grant_type: 'client_credentials', api_key: BOOTSTRAP_API_KEY },
+  });
+  if (!tokenRes.ok || !tokenRes.json?.access_token) throw new lib.ApiError('POST /v2/auth/token (client_credentials)', tokenRes);
+  const token = tokenRes.json.access_token;
+  const orgId = db?.orgId;
+
+  // 5. Scenarios ------------------------------------------------------------------------------------
+  const runId = Date.now().toString(36);
+  let sequence = 0;
+  const uniqueEmail = (kind) => `bench-${kind}-${runId}-${++sequence}@example.com`;
+  const auth = { authorization: `Bearer ${token}` };
+  const jsonAuth = { ...auth, 'content-type': 'application/json' };
+  const randomSeededId = () => lib.benchUserId(lib.randomInt(1, maxBench));
+  const requireSeeded = () => {
+    if (maxBench < 1) throw new Error('no seeded users to address');
+  };
+
+  /** Per scenario: returns autocannon request objects; throws when the set-up itself fails. */
+  const prepare = {
+    get_user: async () => {
+      requireSeeded();
+      return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) }];
+    },
+    list: async () => [{ method: 'GET', path: '/v2/users?limit=25', headers: auth }],
+    list_cursor: async () => {
+      const cursors = [];
+      let path = '/v2/users?limit=25&sort=created_at:asc';
+      for (let i = 0; i < 20; i++) {
+        const res = await lib.request(baseUrl, 'GET', path, { token });
+        if (!res.ok) throw new lib.ApiError(`GET ${path}`, res);
+        const next = res.json?.pagination?.next_cursor;
+        if (!next) break;
+        cursors.push(next);
+        path = `/v2/users?cursor=${encodeURIComponent(next)}`;
+      }
+      if (cursors.length === 0) throw new Error('the first page (sort=created_at:asc) has no pagination.next_cursor');
+      return [
+        {
+          method: 'GET',
+          headers: auth,
+          setupRequest: (req) => ({ ...req, path: `/v2/users?cursor=${encodeURIComponent(lib.pick(cursors))}` }),
+        },
+      ];
+    },
+    search_q: async () => [
+      {
+        method: 'GET',
+        headers: auth,
+        setupRequest: (req) => ({ ...req, path: `/v2/users/search?q=${encodeURIComponent(lib.pick(lib.FIRST_NAMES))}&limit=25` }),
+      },
+    ],
+    search_filters: async () => {
+      const since = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
+      const filters = encodeURIComponent(JSON.stringify({ status: 'active', created_at: { gte: since } }));
+      return [{ method: 'GET', path: `/v2/users/search?filters=${filters}&limit=25`, headers: auth }];
+    },
+    update: async () => {
+      requireSeeded();
+      return [
+        {
+          method: 'PUT',
+          headers: jsonAuth,
+          setupRequest: (req) => ({
+            ...req,
+            path: `/v2/users/${randomSeededId()}`,
+            body: JSON.stringify({ first_name: lib.pick(lib.FIRST_NAMES) }),
+          }),
+        },
+      ];
+    },
+    create: async () => [
+      {
+        method: 'POST',
+        path: '/v2/users',
+        headers: jsonAuth,
+        setupRequest: (req) => ({
+          ...req,
+          body: JSON.stringify({
+            email: uniqueEmail('create'),
+            first_name: lib.pick(lib.FIRST_NAMES),
+            last_name: lib.pick(lib.LAST_NAMES),
+          }),
+        }),
+      },
+    ],
+    bulk_100: async () => [
+      {
+        method: 'POST',
+        path: '/v2/users/bulk',
+        headers: jsonAuth,
+        setupRequest: (req) => {
+          const users = [];
+          for (let i = 0; i < 100; i++) {
+            users.push({ email: uniqueEmail('bulk'), first_name: lib.pick(lib.FIRST_NAMES), last_name: lib.pick(lib.LAST_NAMES) });
+          }
+          return { ...req, body: JSON.stringify({ users }) };
+        },
+      },
+    ],
+    login: async () => {
+      if (!orgId) throw new Error('the Default organization id is unknown');
+      const email = uniqueEmail('login');
+      const created = await lib.request(baseUrl, 'POST', '/v2/users', {
+        token,
+        body: { email, first_name: 'Bench', last_name: 'Login', password: LOGIN_PASSWORD },
+      });
+      if (!created.ok) throw new lib.ApiError('POST /v2/users (the login user, with a password)', created);
+      const body = { grant_type: 'password', organization_id: orgId, email, password: LOGIN_PASSWORD };
+      const probe = await lib.request(baseUrl, 'POST', '/v2/auth/token', { body });
+      if (!probe.ok) throw new lib.ApiError('POST /v2/auth/token (password grant)', probe);
+      return [{ method: 'POST', path: '/v2/auth/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }];
+    },
+  };
+
+  const rows = [];
+  for (const scenario of selected) {
+    const row = { ...scenario };
+    rows.push(row);
+    let requests;
+    try {
+      requests = await prepare[scenario.name]();
+    } catch (error) {
+      row.skipped = true;
+      row.setup_error = error.message;
+      row.verdict = lib.verdictFor(row);
+      log(`\n[${scenario.name}] SKIPPED: ${error.message}`);
+      continue;
+    }
+    if (warmup > 0) await lib.runLoad({ baseUrl, requests, connections, seconds: warmup });
+    row.measured = await lib.runLoad({ baseUrl, requests, connections, seconds });
+    row.verdict = lib.verdictFor(row);
+    const m = row.measured;
+    log(`\n[${scenario.name}] ${m.requests_per_sec.toFixed(0)} req/s, p50 ${m.latency_ms.p50} ms, p99 ${m.latency_ms.p99} ms, ` +
+      `status ${JSON.stringify(m.status_codes)}${m.errors ? `, ${m.errors} connection errors (${m.timeouts} timeouts)` : ''} → ${row.verdict}`);
+    const shown = new Set();
+    for (const s of m.error_samples) {
+      if (shown.has(s.status)) continue;
+      shown.add(s.status);
+      log(`  ${s.status} ${s.request}${s.request_body ? ` ${s.request_body}` : ''}\n    → ${s.response_body}`);
+    }
+  }
+
+  // 6. Report ------------------------------------------------------------------------------------
+  log(`\nmachine: ${machine.cpus} CPUs (${machine.cpu_model}), ${machine.total_memory_gib} GiB RAM, node ${machine.node}, ${machine.platform}`);
+  log(`database: ${databaseKind}; users in the Default organization: ${db?.totalUsers ?? 'unknown'}` +
+    (seeding.inserted > 0 ? ` (${seeding.inserted} seeded in ${lib.formatDuration(seeding.ms)})` : ''));
+  log(`load: ${connections} connections, ${seconds} s per scenario (after ${warmup} s warm-up), autocannon on 127.0.0.1\n`);
+  log(lib.resultsTable(rows));
+  for (const row of rows.filter((r) => r.skipped)) log(`\n${row.label}: setup failed: ${row.setup_error}`);
+  for (const p of setupProblems) log(`note: ${p}`);
+  const problems = resources.server.problems;
+  if (problems.length > 0) {
+    log(`\nthe API logged ${problems.length} warning/error lines (full log: ${resources.server.logFile}); first ones:`);
+    for (const line of problems.slice(0, 5)) log(`  ${lib.truncate(line, 500)}`);
+  }
+
+  const report = {
+    finished_at: new Date().toISOString(),
+    duration_s: Math.round((Date.now() - startedAt) / 1000),
+    machine,
+    settings: { users: benchUsers, seconds, warmup_seconds: warmup, connections, scenarios: selected.map((s) => s.name) },
+    database: { kind: databaseKind, users_in_org: db?.totalUsers ?? null, seeded_now: seeding.inserted, seed_ms: seeding.ms },
+    setup_problems: setupProblems,
+    server_problem_lines: problems.slice(0, 50),
+    scenarios: rows.map((r) => ({
+      name: r.name,
+      label: r.label,
+      target_rps: r.target_rps ?? null,
+      target_p99_ms: r.target_p99_ms ?? null,
+      verdict: r.verdict,
+      setup_error: r.setup_error ?? null,
+      ...(r.measured ?? {}),
+    })),
+  };
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
+  log(`\nresults written to ${RESULTS_FILE}`);
+
+  await cleanup();
+  clearTimeout(globalTimer);
+  const strict = ['1', 'true', 'yes'].includes(String(process.env.BENCH_STRICT ?? '').toLowerCase());
+  return strict && rows.some((r) => r.verdict !== 'PASS' && r.verdict !== '-') ? 2 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => void abort(1, `benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
+);

@@ -1,0 +1,264 @@
+import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+
+describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §6, §9)', () => {
+  let t: TestApp;
+  let token: string;
+  const auth = () => ({ Authorization: `Bearer ${token}` });
+  const newUser = (over: Record<string, unknown> = {}) => ({
+    email: `u${Math.random().toString(36).slice(2)}@example.com`,
+    first_name: 'Alex',
+    last_name: 'Johnson',
+    ...over,
+  });
+  const create = (body: Record<string, unknown>) => t.http().post('/v2/users').set(auth()).send(body);
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    const res = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200);
+    token = res.body.access_token;
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('POST /users answers 201 in the seed shape; email is trimmed; the password is never returned', async () => {
+    const res = await create({ ...newUser({ email: '  NewUser@Company.com ' }), password: 'SecurePass123!', metadata: { department: 'marketing', employee_id: 'EMP-001' } }).expect(201);
+    expect(res.body).toMatchObject({
+      id: expect.stringMatching(/^user_/),
+      email: 'NewUser@Company.com',
+      first_name: 'Alex',
+      last_name: 'Johnson',
+      role: 'user',
+      status: 'active',
+      email_verified: false,
+      metadata: { department: 'marketing', employee_id: 'EMP-001' },
+      created_at: expect.stringMatching(/Z$/),
+    });
+    expect(JSON.stringify(res.body)).not.toMatch(/password|SecurePass/);
+    expect(res.headers.etag).toBeDefined();
+    const [row] = await t.sql<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [res.body.id]);
+    expect(row!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+  });
+
+  it('GET /users/{id} returns roles with permissions and their union; include=preferences adds preferences', async () => {
+    const created = (await create(newUser({ role: 'moderator' })).expect(201)).body;
+    const res = await t.http().get(`/v2/users/${created.id}`).set(auth()).expect(200);
+    expect(res.body.roles).toEqual([
+      { id: expect.stringMatching(/^role_/), name: 'moderator', display_name: 'Moderator', permissions: expect.arrayContaining(['user:read', 'user:write']) },
+    ]);
+    expect(res.body.permissions).toEqual(expect.arrayContaining(['read:own_profile', 'update:own_profile', 'user:read']));
+    expect(res.body).not.toHaveProperty('preferences');
+    const withPrefs = await t.http().get(`/v2/users/${created.id}?include=roles,permissions,preferences`).set(auth()).expect(200);
+    expect(withPrefs.body.preferences).toEqual({});
+  });
+
+  it('unknown, malformed and foreign ids are 404 USER_NOT_FOUND', async () => {
+    for (const id of ['user_nope', 'garbage', "user_1' OR '1'='1", '%00']) {
+      const res = await t.http().get(`/v2/users/${encodeURIComponent(id)}`).set(auth());
+      expect(res.status).toBe(404);
+      expect(res.body.error.code).toBe('USER_NOT_FOUND');
+    }
+  });
+
+  it('rejects mass assignment and bad values: 422 with details; missing fields 400', async () => {
+    for (const field of [{ id: 'user_mine' }, { email_verified: true }, { created_at: '2020-01-01T00:00:00Z' }, { status: 'active' }, { is_admin: true }]) {
+      const res = await create({ ...newUser(), ...field }).expect(422);
+      expect(res.body.error.code).toBe('VALIDATION_ERROR');
+      expect(res.body.error.details[0]).toMatchObject({ field: Object.keys(field)[0], code: 'UNKNOWN_FIELD' });
+    }
+    const email = await create(newUser({ email: 'invalid-email' })).expect(422);
+    expect(email.body.error.details[0]).toEqual({ field: 'email', issue: 'Invalid email format', provided: 'invalid-email', code: 'INVALID_EMAIL_FORMAT' });
+    const long = await create(newUser({ first_name: 'x'.repeat(101) })).expect(422);
+    expect(long.body.error.details[0]).toMatchObject({ field: 'first_name', code: 'TOO_LONG' });
+    const meta = await create(newUser({ metadata: { blob: 'x'.repeat(17 * 1024) } })).expect(422);
+    expect(meta.body.error.details[0]).toMatchObject({ field: 'metadata', code: 'TOO_LARGE' });
+    const role = await create(newUser({ role: 'overlord' })).expect(422);
+    expect(role.body.error.code).toBe('INVALID_ROLE');
+    const missing = await create({ first_name: 'A', email: 'bad' }).expect(400);
+    expect(missing.body.error.code).toBe('MISSING_REQUIRED_FIELD');
+    expect(missing.body.error.details.map((d: { field: string }) => d.field).sort()).toEqual(['email', 'last_name']);
+    expect(await t.sql('SELECT 1 FROM users WHERE email = $1', ['invalid-email'])).toHaveLength(0);
+  });
+
+  it('stores Unicode names byte-exact', async () => {
+    const names = { first_name: 'Zoë 🚀 José', last_name: 'שלום عبد الله 山田' };
+    const created = (await create(newUser(names)).expect(201)).body;
+    const read = await t.http().get(`/v2/users/${created.id}`).set(auth()).expect(200);
+    expect(read.body.first_name).toBe(names.first_name);
+    expect(read.body.last_name).toBe(names.last_name);
+    const [row] = await t.sql<{ first_name: string }>('SELECT first_name FROM users WHERE id = $1', [created.id]);
+    expect(Buffer.from(row!.first_name)).toEqual(Buffer.from(names.first_name));
+  });
+
+  it('10 concurrent creates of one email: exactly one 201 and nine 409 USER_ALREADY_EXISTS (case-insensitive)', async () => {
+    const email = `race${Date.now()}@example.com`;
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => create(newUser({ email: i % 2 ? email.toUpperCase() : email }))),
+    );
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    expect(results.find((r) => r.status === 409)!.body.error.code).toBe('USER_ALREADY_EXISTS');
+    expect(await t.sql('SELECT 1 FROM users WHERE email_lower = $1', [email])).toHaveLength(1);
+  });
+
+  it('PUT changes only the fields sent; metadata replaces; PATCH is the same; a role change publishes user.role_changed', async () => {
+    const created = (await create(newUser({ metadata: { a: 1, b: 2 } })).expect(201)).body;
+    const put = await t.http().put(`/v2/users/${created.id}`).set(auth()).send({ first_name: 'Jane', role: 'admin', metadata: { title: 'Manager' } }).expect(200);
+    expect(put.body).toMatchObject({ first_name: 'Jane', last_name: 'Johnson', role: 'admin', metadata: { title: 'Manager' } });
+    const patch = await t.http().patch(`/v2/users/${created.id}`).set(auth()).send({ last_name: 'Smith' }).expect(200);
+    expect(patch.body).toMatchObject({ first_name: 'Jane', last_name: 'Smith', role: 'admin' });
+    const bad = await t.http().put(`/v2/users/${created.id}`).set(auth()).send({ email_verified: true }).expect(422);
+    expect(bad.body.error.code).toBe('VALIDATION_ERROR');
+    await t.drainEvents();
+    const events = await t.sql<{ type: string; data: { changes?: string[]; roles?: string[] } }>(
+      `SELECT type, data FROM outbox_events WHERE data->'user'->>'id' = $1 ORDER BY occurred_at, id`,
+      [created.id],
+    );
+    expect(events.map((e) => e.type)).toEqual(['user.created', 'user.updated', 'user.role_changed', 'user.updated']);
+    expect(events[1]!.data.changes).toEqual(expect.arrayContaining(['first_name', 'role', 'metadata.a', 'metadata.b', 'metadata.title']));
+    expect(events[2]!.data.roles).toEqual(['admin']);
+  });
+
+  it('ETag and If-Match: a stale If-Match is 409 CONCURRENT_UPDATE and changes nothing', async () => {
+    const created = await create(newUser()).expect(201);
+    const etag = created.headers.etag as string;
+    const first = await t.http().put(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', etag).send({ first_name: 'One' }).expect(200);
+    expect(first.headers.etag).not.toBe(etag);
+    const stale = await t.http().put(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', etag).send({ first_name: 'Two' }).expect(409);
+    expect(stale.body.error.code).toBe('CONCURRENT_UPDATE');
+    await t.http().delete(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', etag).expect(409);
+    const read = await t.http().get(`/v2/users/${created.body.id}`).set(auth()).expect(200);
+    expect(read.body.first_name).toBe('One');
+  });
+
+  it('soft delete hides the user, keeps the email taken, and restore brings it back; permanent delete removes the row', async () => {
+    const soft = (await create(newUser()).expect(201)).body;
+    const del = await t.http().delete(`/v2/users/${soft.id}?soft_delete=true`).set(auth()).expect(200);
+    expect(del.body).toEqual({ message: 'User successfully deleted', deleted_at: expect.stringMatching(/Z$/), soft_delete: true });
+    await t.http().get(`/v2/users/${soft.id}`).set(auth()).expect(404);
+    const shown = await t.http().get(`/v2/users/${soft.id}?include_deleted=true`).set(auth()).expect(200);
+    expect(shown.body.status).toBe('deleted');
+    expect(shown.body.deleted_at).toBeDefined();
+    const list = await t.http().get(`/v2/users?search=${encodeURIComponent(soft.email)}`).set(auth()).expect(200);
+    expect(list.body.data).toHaveLength(0);
+    const deletedList = await t.http().get(`/v2/users?status=deleted&search=${encodeURIComponent(soft.email)}`).set(auth()).expect(200);
+    expect(deletedList.body.data.map((u: { id: string }) => u.id)).toEqual([soft.id]);
+    await create(newUser({ email: soft.email })).expect(409);
+    const restored = await t.http().post(`/v2/users/${soft.id}/restore`).set(auth()).expect(200);
+    expect(restored.body.status).toBe('active');
+    await t.http().get(`/v2/users/${soft.id}`).set(auth()).expect(200);
+
+    const hard = (await create(newUser()).expect(201)).body;
+    const gone = await t.http().delete(`/v2/users/${hard.id}`).set(auth()).expect(200);
+    expect(gone.body.soft_delete).toBe(false);
+    expect(await t.sql('SELECT 1 FROM users WHERE id = $1', [hard.id])).toHaveLength(0);
+    await t.http().get(`/v2/users/${hard.id}?include_deleted=true`).set(auth()).expect(404);
+    await create(newUser({ email: hard.email })).expect(201);
+  });
+
+  it('assigns and removes extra roles; GET shows them and their permissions', async () => {
+    const user = (await create(newUser()).expect(201)).body;
+    const added = await t.http().post(`/v2/users/${user.id}/roles`).set(auth()).send({ roles: ['moderator'] }).expect(200);
+    expect(added.body.roles.map((r: { name: string }) => r.name)).toEqual(['user', 'moderator']);
+    expect(added.body.permissions).toContain('user:write');
+    const unknown = await t.http().post(`/v2/users/${user.id}/roles`).set(auth()).send({ roles: ['nope'] }).expect(422);
+    expect(unknown.body.error.code).toBe('INVALID_ROLE');
+    const removed = await t.http().delete(`/v2/users/${user.id}/roles/moderator`).set(auth()).expect(200);
+    expect(removed.body.roles.map((r: { name: string }) => r.name)).toEqual(['user']);
+    await t.http().delete(`/v2/users/${user.id}/roles/moderator`).set(auth()).expect(404);
+  });
+
+  it('Idempotency-Key: a retry gets the first response again; another body with the key is 422', async () => {
+    const body = newUser();
+    const first = await create(body).set('Idempotency-Key', 'create-1').expect(201);
+    const again = await create(body).set('Idempotency-Key', 'create-1').expect(201);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(await t.sql('SELECT 1 FROM users WHERE email = $1', [body.email])).toHaveLength(1);
+    const other = await create(newUser()).set('Idempotency-Key', 'create-1').expect(422);
+    expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+  });
+
+  it('preferences: PUT replaces, PATCH merges (RFC 7396), __proto__ stays data', async () => {
+    const user = (await create(newUser()).expect(201)).body;
+    await t.http().put(`/v2/users/${user.id}/preferences`).set(auth()).send({ theme: 'dark', notifications: { email: true, sms: false } }).expect(200);
+    const merged = await t.http().patch(`/v2/users/${user.id}/preferences`).set(auth()).send({ notifications: { sms: null, push: true }, language: 'fr' }).expect(200);
+    expect(merged.body).toEqual({ theme: 'dark', notifications: { email: true, push: true }, language: 'fr' });
+    const read = await t.http().get(`/v2/users/${user.id}/preferences`).set(auth()).expect(200);
+    expect(read.body).toEqual(merged.body);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  describe('end users: password login, refresh rotation, lockout, /users/me', () => {
+    let orgId: string;
+    const password = 'correct horse battery';
+    let email: string;
+
+    beforeAll(async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      email = user.email;
+      const [row] = await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [user.id]);
+      orgId = row!.organization_id;
+    });
+
+    const login = (pw: string, mail = email) =>
+      t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: orgId, email: mail, password: pw });
+
+    it('the password grant returns an end-user token whose scopes are the roles’ permissions, and a refresh token', async () => {
+      const res = await login(password).expect(200);
+      expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 86400, scope: 'read:own_profile update:own_profile' });
+      expect(res.body.refresh_token).toMatch(/^rt_/);
+      const me = await t.http().get('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).expect(200);
+      expect(me.body.email).toBe(email);
+      expect(me.body.login_count).toBeGreaterThanOrEqual(1);
+      expect(me.body.last_login).toMatch(/Z$/);
+      // An end user with only own-profile permissions cannot list users.
+      const list = await t.http().get('/v2/users').set('Authorization', `Bearer ${res.body.access_token}`).expect(403);
+      expect(list.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      const updated = await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ first_name: 'Me', preferences: { theme: 'light' } }).expect(200);
+      expect(updated.body).toMatchObject({ first_name: 'Me', preferences: { theme: 'light' } });
+      await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ role: 'admin' }).expect(422);
+      await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ status: 'active' }).expect(422);
+      await t.drainEvents();
+      const logins = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.login' AND data->'user'->>'email' = $1`, [email]);
+      expect(logins.length).toBeGreaterThanOrEqual(1);
+    });
+
+    it('wrong password and unknown email give the same 401 AUTH_INVALID_CREDENTIALS', async () => {
+      const wrong = await login('wrong password!').expect(401);
+      const unknown = await login(password, 'nobody@example.com').expect(401);
+      expect(wrong.body.error.code).toBe('AUTH_INVALID_CREDENTIALS');
+      expect(unknown.body.error.code).toBe('AUTH_INVALID_CREDENTIALS');
+      expect(wrong.body.error.message).toBe(unknown.body.error.message);
+    });
+
+    it('refresh tokens rotate; presenting a used one revokes the whole session', async () => {
+      const first = (await login(password).expect(200)).body;
+      const second = (await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: first.refresh_token }).expect(200)).body;
+      expect(second.refresh_token).not.toBe(first.refresh_token);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${second.access_token}`).expect(200);
+      const reuse = await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: first.refresh_token }).expect(401);
+      expect(reuse.body.error.code).toBe('AUTH_TOKEN_INVALID');
+      await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: second.refresh_token }).expect(401);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${second.access_token}`).expect(401);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${first.access_token}`).expect(401);
+    });
+
+    it('suspended users cannot log in and their tokens stop working', async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      const session = (await login(password, user.email).expect(200)).body;
+      await t.http().put(`/v2/users/${user.id}`).set(auth()).send({ status: 'suspended' }).expect(200);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${session.access_token}`).expect(401);
+      await login(password, user.email).expect(401);
+    });
+
+    it('repeated failures lock the account with 429 ACCOUNT_LOCKED and retry_after', async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      for (let i = 0; i < 5; i++) await login('nope nope nope', user.email).expect(401);
+      const locked = await login(password, user.email).expect(429);
+      expect(locked.body.error.code).toBe('ACCOUNT_LOCKED');
+      expect(locked.body.error.retry_after).toBeGreaterThan(0);
+      expect(locked.headers['retry-after']).toBeDefined();
+    });
+  });
+});
