@@ -24,7 +24,7 @@ import {
   SqlParams,
   textSearchConditions,
 } from './user-query';
-import { mapUserDetail, mapUserSummary, projectUser, userSnapshot } from './users.mapper';
+import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
