@@ -357,6 +357,30 @@ class ApiError extends Error {
   }
 }
 
+/**
+ * Waits until the API has finished the work a load run left behind: autocannon closes its
+ * connections when its time is up, but the server still completes the requests in flight (a
+ * burst of 32 bulk imports can take seconds), which would otherwise be billed to the next
+ * scenario. Idle means GET /health (which queries the database) answers in under `fastMs`
+ * several times in a row. Returns the milliseconds waited.
+ */
+async function settle(baseUrl, { fastMs = 25, streak = 3, maxMs = 60_000 } = {}) {
+  const began = Date.now();
+  let fast = 0;
+  while (fast < streak && Date.now() - began < maxMs) {
+    const t = process.hrtime.bigint();
+    try {
+      const res = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(10_000) });
+      await res.arrayBuffer();
+      fast = Number(process.hrtime.bigint() - t) / 1e6 < fastMs && res.status === 200 ? fast + 1 : 0;
+    } catch {
+      fast = 0;
+    }
+    await sleep(fast > 0 ? 50 : 200);
+  }
+  return Date.now() - began;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Load
 
@@ -496,6 +520,7 @@ module.exports = {
   runLoad,
   searchIndexExists,
   seedUsers,
+  settle,
   sleep,
   startServer,
   truncate,

@@ -20,6 +20,7 @@
  */
 
 const { mkdirSync, writeFileSync } = require('node:fs');
+const os = require('node:os');
 const { join, resolve } = require('node:path');
 const lib = require('./bench-lib');
 
@@ -37,10 +38,7 @@ const EMBEDDED_PG = join(DIST, 'libs/database/src/embedded-postgres.js');
 const RESULTS_FILE = join(ROOT, 'bench/results/latest.json');
 const LOGIN_PASSWORD = 'Bench-Passw0rd-Login!';
 
-/**
- * Targets from the issue: twice the seed §8.5 throughput and half its latency.
- * `needs` says which prepared data a scenario uses.
- */
+/** Targets from the issue: twice the seed §8.5 throughput and half its latency (none for lists). */
 const SCENARIOS = [
   { name: 'get_user', label: 'get user by id', target_rps: 2000, target_p99_ms: 50 },
   { name: 'list', label: 'list first page', target_rps: undefined, target_p99_ms: undefined },
@@ -164,16 +162,21 @@ async function main() {
     port,
   });
   const baseUrl = resources.server.baseUrl;
+  void resources.server.exited.then((code) => {
+    if (!cleaning) void abort(1, `the API exited unexpectedly (${code}); its last output:\n${resources.server.tail()}`);
+  });
   log(`API healthy at ${baseUrl} in ${lib.formatDuration(Date.now() - began)} (log: ${resources.server.logFile})`);
 
   // 3. Seed ---------------------------------------------------------------------------------------
   const client = await lib.connect(databaseUrl);
   let db;
+  let defaultOrgId;
   let seeding = { inserted: 0, ms: 0 };
   const setupProblems = [];
   try {
     const org = await client.query(`SELECT id FROM organizations WHERE name = 'Default' ORDER BY created_at LIMIT 1`);
     if (org.rowCount === 0) throw new Error('no organization named "Default" after the API started');
+    defaultOrgId = org.rows[0].id;
     await client.query(`UPDATE organizations SET limits = $2::jsonb WHERE id = $1`, [org.rows[0].id, lib.BENCH_ORG_LIMITS]);
     try {
       db = await lib.inspectDatabase(client);
@@ -214,7 +217,7 @@ async function main() {
   });
   if (!tokenRes.ok || !tokenRes.json?.access_token) throw new lib.ApiError('POST /v2/auth/token (client_credentials)', tokenRes);
   const token = tokenRes.json.access_token;
-  const orgId = db?.orgId;
+  const orgId = defaultOrgId;
 
   // 5. Scenarios ------------------------------------------------------------------------------------
   const runId = Date.now().toString(36);
@@ -234,25 +237,33 @@ async function main() {
       return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) }];
     },
     list: async () => [{ method: 'GET', path: '/v2/users?limit=25', headers: auth }],
-    list_cursor: async () => {
-      const cursors = [];
-      let path = '/v2/users?limit=25&sort=created_at:asc';
-      for (let i = 0; i < 20; i++) {
-        const res = await lib.request(baseUrl, 'GET', path, { token });
-        if (!res.ok) throw new lib.ApiError(`GET ${path}`, res);
-        const next = res.json?.pagination?.next_cursor;
-        if (!next) break;
-        cursors.push(next);
-        path = `/v2/users?cursor=${encodeURIComponent(next)}`;
+    list_cursor: async (row) => {
+      const firstPath = '/v2/users?limit=25&sort=created_at:asc';
+      const first = await lib.request(baseUrl, 'GET', firstPath, { token });
+      if (!first.ok) throw new lib.ApiError(`GET ${firstPath}`, first);
+      const firstCursor = first.json?.pagination?.next_cursor;
+      if (!firstCursor) throw new Error(`GET ${firstPath} has no pagination.next_cursor`);
+      // As seed §8.2 shows it: the cursor alone continues the walk it was issued for.
+      let pathFor = (cursor) => `/v2/users?cursor=${encodeURIComponent(cursor)}`;
+      let page = await lib.request(baseUrl, 'GET', pathFor(firstCursor), { token });
+      if (!page.ok) {
+        const documented = page;
+        const repeated = (cursor) => `/v2/users?limit=25&sort=created_at:asc&cursor=${encodeURIComponent(cursor)}`;
+        page = await lib.request(baseUrl, 'GET', repeated(firstCursor), { token });
+        if (!page.ok) throw new lib.ApiError(`GET ${repeated('…')}`, page);
+        row.note =
+          `GET /v2/users?cursor=… alone (as seed §8.2 shows) answered HTTP ${documented.status} ` +
+          `${lib.truncate(documented.text, 300)}; measured with limit=25&sort=created_at:asc repeated instead`;
+        log(`[list_cursor] note: ${row.note}`);
+        pathFor = repeated;
       }
-      if (cursors.length === 0) throw new Error('the first page (sort=created_at:asc) has no pagination.next_cursor');
-      return [
-        {
-          method: 'GET',
-          headers: auth,
-          setupRequest: (req) => ({ ...req, path: `/v2/users?cursor=${encodeURIComponent(lib.pick(cursors))}` }),
-        },
-      ];
+      // Up to 20 consecutive cursors, so the load walks several pages.
+      const cursors = [firstCursor];
+      for (let i = 0; i < 19 && page.ok && page.json?.pagination?.next_cursor; i++) {
+        cursors.push(page.json.pagination.next_cursor);
+        page = await lib.request(baseUrl, 'GET', pathFor(cursors[cursors.length - 1]), { token });
+      }
+      return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: pathFor(lib.pick(cursors)) }) }];
     },
     search_q: async () => [
       {
@@ -310,7 +321,6 @@ async function main() {
       },
     ],
     login: async () => {
-      if (!orgId) throw new Error('the Default organization id is unknown');
       const email = uniqueEmail('login');
       const created = await lib.request(baseUrl, 'POST', '/v2/users', {
         token,
@@ -324,13 +334,18 @@ async function main() {
     },
   };
 
+  const settleQuietly = async (name, when) => {
+    const ms = await lib.settle(baseUrl);
+    if (ms > 1500) log(`[${name}] waited ${lib.formatDuration(ms)} ${when} for the API to finish earlier requests`);
+  };
+
   const rows = [];
   for (const scenario of selected) {
     const row = { ...scenario };
     rows.push(row);
     let requests;
     try {
-      requests = await prepare[scenario.name]();
+      requests = await prepare[scenario.name](row);
     } catch (error) {
       row.skipped = true;
       row.setup_error = error.message;
@@ -338,7 +353,11 @@ async function main() {
       log(`\n[${scenario.name}] SKIPPED: ${error.message}`);
       continue;
     }
-    if (warmup > 0) await lib.runLoad({ baseUrl, requests, connections, seconds: warmup });
+    await settleQuietly(scenario.name, 'before');
+    if (warmup > 0) {
+      await lib.runLoad({ baseUrl, requests, connections, seconds: warmup });
+      await settleQuietly(scenario.name, 'after the warm-up');
+    }
     row.measured = await lib.runLoad({ baseUrl, requests, connections, seconds });
     row.verdict = lib.verdictFor(row);
     const m = row.measured;
@@ -356,9 +375,11 @@ async function main() {
   log(`\nmachine: ${machine.cpus} CPUs (${machine.cpu_model}), ${machine.total_memory_gib} GiB RAM, node ${machine.node}, ${machine.platform}`);
   log(`database: ${databaseKind}; users in the Default organization: ${db?.totalUsers ?? 'unknown'}` +
     (seeding.inserted > 0 ? ` (${seeding.inserted} seeded in ${lib.formatDuration(seeding.ms)})` : ''));
+  log(`load average now: ${os.loadavg().map((v) => v.toFixed(2)).join(' ')} (at start: ${machine.load_average_at_start.join(' ')})`);
   log(`load: ${connections} connections, ${seconds} s per scenario (after ${warmup} s warm-up), autocannon on 127.0.0.1\n`);
   log(lib.resultsTable(rows));
   for (const row of rows.filter((r) => r.skipped)) log(`\n${row.label}: setup failed: ${row.setup_error}`);
+  for (const row of rows.filter((r) => r.note)) log(`\n${row.label}: ${row.note}`);
   for (const p of setupProblems) log(`note: ${p}`);
   const problems = resources.server.problems;
   if (problems.length > 0) {
@@ -369,7 +390,7 @@ async function main() {
   const report = {
     finished_at: new Date().toISOString(),
     duration_s: Math.round((Date.now() - startedAt) / 1000),
-    machine,
+    machine: { ...machine, load_average_at_end: os.loadavg().map((v) => Number(v.toFixed(2))) },
     settings: { users: benchUsers, seconds, warmup_seconds: warmup, connections, scenarios: selected.map((s) => s.name) },
     database: { kind: databaseKind, users_in_org: db?.totalUsers ?? null, seeded_now: seeding.inserted, seed_ms: seeding.ms },
     setup_problems: setupProblems,
@@ -381,6 +402,7 @@ async function main() {
       target_p99_ms: r.target_p99_ms ?? null,
       verdict: r.verdict,
       setup_error: r.setup_error ?? null,
+      note: r.note ?? null,
       ...(r.measured ?? {}),
     })),
   };

@@ -8,6 +8,7 @@ import { ApiKeysModule } from './modules/api-keys/api-keys.module';
 import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
 import { OrganizationsModule } from './modules/organizations/organizations.module';
+import { RoleManagementModule } from './modules/roles/role-management.module';
 import { RolesModule } from './modules/roles/roles.module';
 import { UsersModule } from './modules/users/users.module';
 
@@ -54,6 +55,7 @@ export class AppModule {
         ApiKeysModule,
         RolesModule,
         UsersModule,
+        RoleManagementModule,
       ],
     };
   }

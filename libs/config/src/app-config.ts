@@ -100,7 +100,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logLevel: logLevel as AppConfig['logLevel'],
     masterKey,
     bootstrapApiKey,
-    jwtIssuer: str('JWT_ISSUER') ?? publicBaseUrl.replace(/\/$/, ''),
+    // Not derived from the port: every instance behind one address must issue the same `iss`.
+    jwtIssuer: str('JWT_ISSUER') ?? (str('PUBLIC_BASE_URL') ? publicBaseUrl.replace(/\/$/, '') : 'user-management-api'),
     jwtAudience: str('JWT_AUDIENCE') ?? 'user-management-api',
     trustProxy: bool('TRUST_PROXY', false),
     publicBaseUrl: publicBaseUrl.replace(/\/$/, ''),

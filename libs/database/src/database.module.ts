@@ -3,6 +3,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { MIGRATIONS } from './migrations';
 import { SnakeNamingStrategy } from './snake-naming.strategy';
 import { CounterStore } from './counter-store';
+import { RateLimitStore } from './rate-limit-store';
 import { RedisService } from './redis.service';
 import { TransactionRunner } from './transaction-runner';
 
@@ -35,8 +36,8 @@ export class DatabaseModule {
           retryDelay: 500,
         }),
       ],
-      providers: [TransactionRunner, RedisService, CounterStore],
-      exports: [TransactionRunner, RedisService, CounterStore],
+      providers: [TransactionRunner, RedisService, CounterStore, RateLimitStore],
+      exports: [TransactionRunner, RedisService, CounterStore, RateLimitStore],
     };
   }
 }

@@ -5,3 +5,4 @@ export * from './transaction-runner';
 export * from './migrations';
 export * from './redis.service';
 export * from './counter-store';
+export * from './rate-limit-store';

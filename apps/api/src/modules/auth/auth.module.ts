@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ApiKeysModule } from '../api-keys/api-keys.module';
 import { OrganizationsModule } from '../organizations/organizations.module';
 import { PlanFeatureGuard } from '../organizations/plan-feature.guard';
+import { RateLimitGuard } from '../organizations/rate-limit.guard';
 import { UsersModule } from '../users/users.module';
 import { AuthController, WellKnownController } from './auth.controller';
 import { AuthGuard } from './auth.guard';
@@ -17,7 +18,8 @@ import { TokenService } from './token.service';
   imports: [TypeOrmModule.forFeature([SigningKeyEntity]), DenylistModule, ApiKeysModule, OrganizationsModule, UsersModule],
   controllers: [AuthController, WellKnownController],
   providers: [SigningKeysService, TokenService, AuthService, { provide: APP_GUARD, useClass: AuthGuard },
-    // Guards run in this order: who is calling, then what their plan allows.
+    // Guards run in this order: who is calling, how much they may call, then what their plan allows.
+    { provide: APP_GUARD, useExisting: RateLimitGuard },
     { provide: APP_GUARD, useExisting: PlanFeatureGuard },
   ],
   exports: [TokenService, SigningKeysService, AuthService],

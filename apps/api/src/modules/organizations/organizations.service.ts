@@ -9,7 +9,7 @@ import { ApiKeysService, DEFAULT_KEY_SCOPES } from '../api-keys/api-keys.service
 import { ApiKeyEntity } from '../api-keys/entities/api-key.entity';
 import { OrganizationEntity } from './entities/organization.entity';
 import { OrganizationsRepository } from './organizations.repository';
-import { Plan, PLAN_DEFINITIONS, PlanLimits, planHasFeature, plansWithFeature } from './plans';
+import { effectiveLimits, Plan, PLAN_DEFINITIONS, PlanLimits, planHasFeature, plansWithFeature } from './plans';
 
 /** Emitted inside the creating transaction, so listeners (built-in roles) commit with the organization. */
 export const ORGANIZATION_CREATED = 'organization.created';
@@ -27,6 +27,8 @@ export interface CreatedOrganization {
 @Injectable()
 export class OrganizationsService implements OnApplicationBootstrap {
   private readonly logger = new Logger(OrganizationsService.name);
+  /** Limits are read on every request: kept for a second here, dropped at once when changed through this instance. */
+  private readonly limitsCache = new Map<string, { limits: PlanLimits; plan: Plan; at: number }>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -79,12 +81,24 @@ export class OrganizationsService implements OnApplicationBootstrap {
     await this.transactions.run((manager) =>
       this.organizations.update(manager, id, { name: changes.name ?? org.name, plan, limits }),
     );
+    this.limitsCache.delete(id);
     return this.get(id);
+  }
+
+  /** The effective limits and plan of an organization (cached for at most a second). */
+  async limitsFor(organizationId: string): Promise<PlanLimits & { plan: Plan }> {
+    const cached = this.limitsCache.get(organizationId);
+    if (cached && Date.now() - cached.at < 1000) return { ...cached.limits, plan: cached.plan };
+    const org = await this.get(organizationId);
+    const limits = effectiveLimits(org.plan, org.limits);
+    if (this.limitsCache.size > 10_000) this.limitsCache.clear();
+    this.limitsCache.set(organizationId, { limits, plan: org.plan, at: Date.now() });
+    return { ...limits, plan: org.plan };
   }
 
   /** 403 PLAN_FEATURE_UNAVAILABLE unless the organization's current plan has the feature. */
   async assertFeature(organizationId: string, feature: PlanFeature): Promise<void> {
-    const org = await this.get(organizationId);
+    const org = await this.limitsFor(organizationId);
     if (!planHasFeature(org.plan, feature)) {
       throw new AppException('PLAN_FEATURE_UNAVAILABLE', `Your plan (${org.plan}) does not include ${feature}`, {
         details: { feature, current_plan: org.plan, available_on: plansWithFeature(feature) },

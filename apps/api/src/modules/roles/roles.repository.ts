@@ -18,6 +18,52 @@ export class RolesRepository {
     await manager.insert(RoleEntity, roles);
   }
 
+  async list(organizationId: string): Promise<RoleEntity[]> {
+    return this.dataSource.getRepository(RoleEntity).find({ where: { organizationId }, order: { system: 'DESC', name: 'ASC' } });
+  }
+
+  async findById(organizationId: string, id: string): Promise<RoleEntity | null> {
+    return this.dataSource.getRepository(RoleEntity).findOneBy({ organizationId, id });
+  }
+
+  /** Inserts unless the name is taken in the organization; false when it is. */
+  async insertIfNameFree(role: RoleEntity): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `INSERT INTO roles (id, organization_id, name, display_name, description, permissions, system)
+       VALUES ($1, $2, $3, $4, $5, $6, false) ON CONFLICT (organization_id, name) DO NOTHING RETURNING id`,
+      [role.id, role.organizationId, role.name, role.displayName, role.description, role.permissions],
+    );
+    return rows.length > 0;
+  }
+
+  async update(manager: EntityManager, organizationId: string, id: string, changes: Partial<RoleEntity>): Promise<void> {
+    await manager.update(RoleEntity, { organizationId, id }, { ...changes, updatedAt: () => 'now()' });
+  }
+
+  /** Users holding the role (primary or extra). */
+  async holders(manager: EntityManager, organizationId: string, roleId: string): Promise<string[]> {
+    const rows: { id: string }[] = await manager.query(
+      `SELECT id FROM users WHERE organization_id = $1 AND role_id = $2
+       UNION SELECT user_id FROM user_roles WHERE organization_id = $1 AND role_id = $2`,
+      [organizationId, roleId],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async delete(manager: EntityManager, organizationId: string, roleId: string): Promise<void> {
+    await manager.query(`UPDATE users SET role_id = NULL, version = version + 1, updated_at = now() WHERE organization_id = $1 AND role_id = $2`, [organizationId, roleId]);
+    await manager.query(`DELETE FROM user_roles WHERE organization_id = $1 AND role_id = $2`, [organizationId, roleId]);
+    await manager.query(`DELETE FROM roles WHERE organization_id = $1 AND id = $2`, [organizationId, roleId]);
+  }
+
+  async permissionsInUse(organizationId: string): Promise<string[]> {
+    const rows: { p: string }[] = await this.dataSource.query(
+      `SELECT DISTINCT unnest(permissions) AS p FROM roles WHERE organization_id = $1 ORDER BY 1`,
+      [organizationId],
+    );
+    return rows.map((r) => r.p);
+  }
+
   /** Roles matched by name or id, in one query. */
   async findByRefs(organizationId: string, refs: string[], manager?: EntityManager): Promise<RoleSummary[]> {
     if (refs.length === 0) return [];

@@ -9,6 +9,7 @@ import { TokenDenylist } from '../auth/denylist/token-denylist.service';
 import { PasswordHasher } from './password-hasher';
 import { userSnapshot } from './users.mapper';
 import { UserRecord, UsersRepository } from './users.repository';
+import { UsersService } from './users.service';
 
 const FAILURE_WINDOW_MS = 15 * 60_000;
 const FREE_FAILURES = 5;
@@ -38,6 +39,7 @@ export class UserLoginService {
     private readonly denylist: TokenDenylist,
     private readonly masterKey: MasterKeyService,
     private readonly dataSource: DataSource,
+    private readonly quota: UsersService,
   ) {}
 
   async loginWithPassword(organizationId: string, email: string, password: string, context: { ip: string; userAgent?: string }): Promise<LoggedInUser> {
@@ -58,6 +60,7 @@ export class UserLoginService {
       throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     }
     await this.counters.reset(`fail:${account}`);
+    if ((await this.quota.monthlyActiveCapacity(organizationId, user.id)) < 1) throw UsersService.quotaExceeded();
     return this.startSession(user, context, 'password');
   }
 

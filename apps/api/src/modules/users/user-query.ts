@@ -82,20 +82,32 @@ function filterError(field: string, issue: string, provided: unknown): AppExcept
   return new AppException('INVALID_FILTER', `Invalid filter on "${field}": ${issue}`, { details: [detail] });
 }
 
+/** Date.parse rolls 2025-02-30 over to March: a real calendar date must come back unchanged. */
+function isCalendarDate(ymd: string): boolean {
+  const d = new Date(`${ymd}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === ymd;
+}
+
+function isClockTime(value: string): boolean {
+  const [, h, m, s] = /T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(value) ?? [];
+  const offset = /([+-])(\d{2}):(\d{2})$/.exec(value);
+  return Number(h) < 24 && Number(m) < 60 && Number(s ?? 0) < 60 && (!offset || (Number(offset[2]) < 24 && Number(offset[3]) < 60));
+}
+
 function parseDate(field: string, value: unknown): { from: string; to?: string } {
-  if (typeof value === 'string' && DATE.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`))) {
+  if (typeof value === 'string' && DATE.test(value) && isCalendarDate(value)) {
     const from = new Date(`${value}T00:00:00Z`);
     return { from: from.toISOString(), to: new Date(from.getTime() + 86_400_000).toISOString() };
   }
-  if (typeof value === 'string' && DATETIME.test(value) && !Number.isNaN(Date.parse(value))) {
+  if (typeof value === 'string' && DATETIME.test(value) && isCalendarDate(value.slice(0, 10)) && isClockTime(value) && !Number.isNaN(Date.parse(value))) {
     return { from: new Date(value).toISOString() };
   }
   throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp', value);
 }
 
 /** Parses the `filters` JSON of GET /users/search into SQL conditions. Says exactly which part is wrong. */
-export function parseFilters(raw: string | undefined, organizationId: string, params: SqlParams): { conditions: string[]; mentionsStatus: boolean } {
-  if (raw === undefined || raw === '') return { conditions: [], mentionsStatus: false };
+export function parseFilters(raw: string | undefined, organizationId: string, params: SqlParams): { conditions: string[]; includesDeleted: boolean } {
+  if (raw === undefined || raw === '') return { conditions: [], includesDeleted: false };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -110,7 +122,8 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
     });
   }
   const conditions: string[] = [];
-  let mentionsStatus = false;
+  // Soft-deleted users stay hidden unless a status filter asks for `deleted` by name (eq or in).
+  let includesDeleted = false;
   for (const [field, spec] of Object.entries(parsed as Record<string, unknown>)) {
     let type: FieldType | undefined = Object.hasOwn(FILTER_FIELDS, field) ? FILTER_FIELDS[field] : undefined;
     let metadataKey: string | undefined;
@@ -120,7 +133,6 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
       type = 'metadata';
     }
     if (!type) throw filterError(field, `Unknown field; use one of ${Object.keys(FILTER_FIELDS).join(', ')} or metadata.<key>`, field);
-    if (field === 'status') mentionsStatus = true;
     const operations: [string, unknown][] =
       spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? Object.entries(spec) : [['eq', spec]];
     if (operations.length === 0) throw filterError(field, 'Empty operator object', spec);
@@ -129,9 +141,10 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
         throw filterError(field, `Unknown operator "${op}"; use ${OPERATORS.join(', ')}`, op);
       }
       conditions.push(compile(field, type, metadataKey, op as Operator, value, organizationId, params));
+      if (field === 'status' && (op === 'eq' || op === 'in') && [value].flat().includes('deleted')) includesDeleted = true;
     }
   }
-  return { conditions, mentionsStatus };
+  return { conditions, includesDeleted };
 }
 
 const COMPARE: Record<Exclude<Operator, 'in' | 'contains'>, string> = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' };

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DenylistModule } from '../auth/denylist/denylist.module';
+import { OrganizationsModule } from '../organizations/organizations.module';
 import { RolesModule } from '../roles/roles.module';
 import { IdempotencyKeyEntity } from './entities/idempotency-key.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
@@ -16,9 +17,10 @@ import { UsersService } from './users.service';
     TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, IdempotencyKeyEntity]),
     RolesModule,
     DenylistModule,
+    OrganizationsModule,
   ],
   controllers: [UsersController],
   providers: [UsersRepository, UsersService, UserLoginService, IdempotencyInterceptor],
-  exports: [UsersService, UserLoginService],
+  exports: [UsersService, UserLoginService, UsersRepository],
 })
 export class UsersModule {}

@@ -69,6 +69,17 @@ export class UsersRepository {
     return rows[0];
   }
 
+  async findManyDetailed(organizationId: string, ids: string[], manager?: Queryable): Promise<Map<string, UserRecord>> {
+    if (ids.length === 0) return new Map();
+    const rows: UserRecord[] = await this.db(manager).query(
+      `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
+         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
+        WHERE u.organization_id = $1 AND u.id = ANY($2::text[])`,
+      [organizationId, ids],
+    );
+    return new Map(rows.map((r) => [r.id, r]));
+  }
+
   async findByEmail(organizationId: string, email: string, manager?: Queryable): Promise<UserRecord | undefined> {
     const rows: UserRecord[] = await this.db(manager).query(`${SELECT_USER} WHERE u.organization_id = $1 AND u.email_lower = $2`, [
       organizationId,
@@ -172,6 +183,16 @@ export class UsersRepository {
        SELECT $1, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'), unnest($2::text[]) ON CONFLICT DO NOTHING`,
       [organizationId, userIds],
     );
+  }
+
+  /** Distinct users active this UTC month, and whether one of them is `userId`. */
+  async activeThisMonth(organizationId: string, userId?: string): Promise<{ count: number; includesUser: boolean }> {
+    const rows: { n: number; mine: boolean }[] = await this.dataSource.query(
+      `SELECT count(*)::int AS n, coalesce(bool_or(user_id = $2), false) AS mine FROM user_activity_months
+        WHERE organization_id = $1 AND month = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')`,
+      [organizationId, userId ?? null],
+    );
+    return { count: rows[0]!.n, includesUser: rows[0]!.mine };
   }
 
   /** A page of users: `where` and `order` are built from whitelists with bind parameters. */

@@ -11,6 +11,7 @@ import { TokenDenylist } from '../auth/denylist/token-denylist.service';
 import { DEFAULT_ROLE_NAME } from '../roles/built-in-roles';
 import { RoleSummary } from '../roles/roles.repository';
 import { RolesService } from '../roles/roles.service';
+import { OrganizationsService } from '../organizations/organizations.service';
 import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
 import { PasswordHasher } from './password-hasher';
 import {
@@ -53,12 +54,31 @@ export class UsersService {
     private readonly transactions: TransactionRunner,
     private readonly events: EventPublisher,
     private readonly denylist: TokenDenylist,
+    private readonly organizations: OrganizationsService,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
   }
 
+  /**
+   * How many more users may become active this month (CONTRACT §5); Infinity when unlimited. A
+   * limit checked before the insert: under heavy concurrency a handful may slip past it.
+   */
+  async monthlyActiveCapacity(organizationId: string, userId?: string): Promise<number> {
+    const { monthly_active_users: limit } = await this.organizations.limitsFor(organizationId);
+    if (limit === null) return Infinity;
+    const active = await this.users.activeThisMonth(organizationId, userId);
+    return active.includesUser ? Infinity : Math.max(0, limit - active.count);
+  }
+
+  static quotaExceeded(): AppException {
+    return new AppException('QUOTA_EXCEEDED', "The organization's plan allows no more monthly active users this month", {
+      details: { limit: 'monthly_active_users' },
+    });
+  }
+
   async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
+    if ((await this.monthlyActiveCapacity(organizationId)) < 1) throw UsersService.quotaExceeded();
     const [role] = await this.roles.resolve(organizationId, [dto.role ?? DEFAULT_ROLE_NAME], 'role');
     const passwordHash = dto.password ? await PasswordHasher.hash(dto.password) : null;
     const id = newId('user');
@@ -219,7 +239,7 @@ export class UsersService {
       where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(query.role)})`);
     }
     where.push(...textSearchConditions(query.search, params));
-    const binding = this.binding('list', organizationId, { sort, status: query.status, role: query.role, search: query.search, limit: query.limit });
+    const binding = this.binding('list', organizationId, { sort, status: query.status, role: query.role, search: query.search });
     return this.runPage(params, where, sort, query.limit, query.offset, query.cursor, binding, 'offset', (u) => mapUserSummary(u));
   }
 
@@ -230,9 +250,9 @@ export class UsersService {
     const params = new SqlParams();
     const where = [`u.organization_id = ${params.p(organizationId)}`];
     const filters = parseFilters(query.filters, organizationId, params);
-    if (!filters.mentionsStatus) where.push('u.deleted_at IS NULL');
+    if (!filters.includesDeleted) where.push('u.deleted_at IS NULL');
     where.push(...filters.conditions, ...textSearchConditions(query.q, params));
-    const binding = this.binding('search', organizationId, { sort, q: query.q, filters: query.filters, fields, limit: query.limit });
+    const binding = this.binding('search', organizationId, { sort, q: query.q, filters: query.filters, fields });
     const page = await this.runPage(params, where, sort, query.limit, 0, query.cursor, binding, 'keyset', (u) =>
       fields ? projectUser(u, fields) : mapUserSummary(u),
       fields?.includes('roles') ?? false,
@@ -331,14 +351,20 @@ export class UsersService {
       }
     }
     const existing = await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()));
+    let capacity = await this.monthlyActiveCapacity(organizationId);
     const toInsert: { index: number; user: NewUser; welcome: boolean }[] = [];
     for (const c of candidates) {
       const role = knownRoles.get(c.dto.role ?? DEFAULT_ROLE_NAME);
+      if (capacity < 1 && role && !existing.has(c.dto.email.toLowerCase())) {
+        results[c.index]!.error = { code: 'QUOTA_EXCEEDED', message: 'The plan allows no more monthly active users this month' };
+        continue;
+      }
       if (!role) {
         results[c.index]!.error = { code: 'INVALID_ROLE', message: `Unknown role: ${c.dto.role}` };
       } else if (existing.has(c.dto.email.toLowerCase())) {
         results[c.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
       } else {
+        capacity -= 1;
         toInsert.push({
           index: c.index,
           welcome: (dto.options?.send_welcome_emails ?? false) || (c.dto.send_welcome_email ?? false),
@@ -368,7 +394,8 @@ export class UsersService {
       const created = toInsert.filter((t) => inserted.has(t.user.id));
       for (const t of lost) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
       await this.users.markActive(manager, organizationId, created.map((t) => t.user.id));
-      const records = await Promise.all(created.map((t) => this.users.findDetailed(organizationId, t.user.id, manager)));
+      const byId = await this.users.findManyDetailed(organizationId, created.map((t) => t.user.id), manager);
+      const records = created.map((t) => byId.get(t.user.id));
       await this.events.publishMany(
         manager,
         organizationId,

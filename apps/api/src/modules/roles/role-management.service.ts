@@ -1,0 +1,103 @@
+import { Injectable } from '@nestjs/common';
+import { API_SCOPES, AppException, OWN_PROFILE_PERMISSIONS } from '@app/common';
+import { TransactionRunner } from '@app/database';
+import { EventPublisher, newId } from '@app/events';
+import { userSnapshot } from '../users/users.mapper';
+import { UsersRepository } from '../users/users.repository';
+import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
+import { RoleEntity } from './entities/role.entity';
+import { RolesRepository } from './roles.repository';
+
+const ROLE_ID = /^role_[a-z0-9]{1,64}$/;
+
+/** Custom roles (advanced RBAC): create, change, delete; the built-in ones are protected. */
+@Injectable()
+export class RoleManagementService {
+  constructor(
+    private readonly roles: RolesRepository,
+    private readonly users: UsersRepository,
+    private readonly transactions: TransactionRunner,
+    private readonly events: EventPublisher,
+  ) {}
+
+  list(organizationId: string): Promise<RoleEntity[]> {
+    return this.roles.list(organizationId);
+  }
+
+  async get(organizationId: string, id: string): Promise<RoleEntity> {
+    const role = ROLE_ID.test(id) ? await this.roles.findById(organizationId, id) : null;
+    if (!role) throw new AppException('ROLE_NOT_FOUND', 'Role not found');
+    return role;
+  }
+
+  async create(organizationId: string, dto: CreateRoleDto): Promise<RoleEntity> {
+    const role: RoleEntity = {
+      id: newId('role'),
+      organizationId,
+      name: dto.name,
+      displayName: dto.display_name ?? dto.name,
+      description: dto.description ?? '',
+      permissions: [...new Set(dto.permissions)],
+      system: false,
+      createdAt: new Date(),
+      updatedAt: new Date(),
+    };
+    if (!(await this.roles.insertIfNameFree(role))) {
+      throw new AppException('ROLE_ALREADY_EXISTS', `A role named "${dto.name}" already exists`);
+    }
+    return this.get(organizationId, role.id);
+  }
+
+  async update(organizationId: string, id: string, dto: UpdateRoleDto): Promise<RoleEntity> {
+    const role = await this.get(organizationId, id);
+    if (role.system && dto.name !== undefined && dto.name !== role.name) {
+      throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be renamed', {
+        details: [{ field: 'name', issue: 'Built-in roles cannot be renamed', provided: dto.name, code: 'SYSTEM_ROLE' }],
+      });
+    }
+    const changes: Partial<RoleEntity> = {};
+    if (dto.name !== undefined) changes.name = dto.name;
+    if (dto.display_name !== undefined) changes.displayName = dto.display_name;
+    if (dto.description !== undefined) changes.description = dto.description;
+    if (dto.permissions !== undefined) changes.permissions = [...new Set(dto.permissions)];
+    try {
+      await this.transactions.run((manager) => this.roles.update(manager, organizationId, id, changes));
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505') throw new AppException('ROLE_ALREADY_EXISTS', `A role named "${dto.name}" already exists`);
+      throw error;
+    }
+    return this.get(organizationId, id);
+  }
+
+  /** Deletes a custom role; its holders lose it (each publishes user.role_changed). */
+  async delete(organizationId: string, id: string): Promise<void> {
+    const role = await this.get(organizationId, id);
+    if (role.system) {
+      throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be deleted', {
+        details: [{ field: 'id', issue: 'Built-in roles cannot be deleted', provided: id, code: 'SYSTEM_ROLE' }],
+      });
+    }
+    await this.transactions.run(async (manager) => {
+      const holders = await this.roles.holders(manager, organizationId, id);
+      const before = [...(await this.users.findManyDetailed(organizationId, holders, manager)).values()];
+      await this.roles.delete(manager, organizationId, id);
+      const after = await this.users.findManyDetailed(organizationId, holders, manager);
+      for (const previous of before) {
+        const updated = after.get(previous.id)!;
+        await this.events.publish(manager, organizationId, 'user.role_changed', {
+          user: userSnapshot(updated),
+          previous_roles: (previous.roles ?? []).map((r) => r.name),
+          roles: (updated.roles ?? []).map((r) => r.name),
+        });
+      }
+    });
+  }
+
+  /** The catalog: the API's own scopes, the own-profile permissions, and every permission the org's roles use. */
+  async catalog(organizationId: string): Promise<{ api: string[]; custom: string[]; all: string[] }> {
+    const builtIn = [...API_SCOPES, ...OWN_PROFILE_PERMISSIONS] as string[];
+    const used = await this.roles.permissionsInUse(organizationId);
+    const custom = used.filter((p) => !builtIn.includes(p));
+    return { api: builtIn, custom, all: [...builtIn, ...custom] };
+  }
+}

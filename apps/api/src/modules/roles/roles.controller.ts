@@ -1,0 +1,59 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuthContext, CurrentAuth, RequiresFeature, Scopes } from '@app/common';
+import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
+import { RoleManagementService } from './role-management.service';
+import { mapRole } from './roles.mapper';
+
+@ApiTags('Roles')
+@ApiBearerAuth()
+@Controller()
+export class RolesController {
+  constructor(private readonly roles: RoleManagementService) {}
+
+  @Get('roles')
+  @Scopes('role:manage')
+  @ApiOperation({ summary: "The organization's roles, built-in (system: true) first" })
+  async list(@CurrentAuth() auth: AuthContext) {
+    return { data: (await this.roles.list(auth.organizationId)).map(mapRole) };
+  }
+
+  @Post('roles')
+  @Scopes('role:manage')
+  @RequiresFeature('advanced_rbac')
+  @ApiOperation({ summary: 'Create a custom role (professional and enterprise plans); 409 ROLE_ALREADY_EXISTS on a taken name' })
+  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateRoleDto) {
+    return mapRole(await this.roles.create(auth.organizationId, body));
+  }
+
+  @Get('roles/:id')
+  @Scopes('role:manage')
+  @ApiOperation({ summary: 'A role' })
+  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
+    return mapRole(await this.roles.get(auth.organizationId, id));
+  }
+
+  @Put('roles/:id')
+  @Scopes('role:manage')
+  @RequiresFeature('advanced_rbac')
+  @ApiOperation({ summary: 'Change a role; built-in roles keep their name. Permission changes reach holders on their next token' })
+  async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateRoleDto) {
+    return mapRole(await this.roles.update(auth.organizationId, id, body));
+  }
+
+  @Delete('roles/:id')
+  @HttpCode(204)
+  @Scopes('role:manage')
+  @RequiresFeature('advanced_rbac')
+  @ApiOperation({ summary: 'Delete a custom role; its holders lose it (user.role_changed each)' })
+  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string): Promise<void> {
+    await this.roles.delete(auth.organizationId, id);
+  }
+
+  @Get('permissions')
+  @Scopes('role:manage')
+  @ApiOperation({ summary: "The permission catalog: the API's scopes plus every permission used by the organization's roles" })
+  catalog(@CurrentAuth() auth: AuthContext) {
+    return this.roles.catalog(auth.organizationId);
+  }
+}

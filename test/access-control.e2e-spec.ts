@@ -1,0 +1,190 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ApiProcess, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+
+describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => {
+  let t: TestApp;
+  let admin: string;
+
+  const token = async (apiKey: string) =>
+    (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: apiKey }).expect(200)).body.access_token as string;
+  const org = async (plan: string, limits?: Record<string, number>) => {
+    const res = await t.http().post('/v2/admin/organizations').set('Authorization', `Bearer ${admin}`).send({ name: `org-${plan}`, plan, ...(limits ? { limits } : {}) }).expect(201);
+    return { id: res.body.organization.id as string, token: await token(res.body.api_key.key) };
+  };
+  const as = (tok: string) => ({ Authorization: `Bearer ${tok}` });
+  const email = () => `u${randomBytes(6).toString('hex')}@example.com`;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    admin = await token(TEST_BOOTSTRAP_KEY);
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('every organization has the protected built-in roles admin, moderator and user', async () => {
+    const basic = await org('basic');
+    const roles = (await t.http().get('/v2/roles').set(as(basic.token)).expect(200)).body.data;
+    expect(roles.map((r: { name: string }) => r.name).sort()).toEqual(['admin', 'moderator', 'user']);
+    expect(roles.every((r: { system: boolean }) => r.system)).toBe(true);
+    expect(roles.find((r: { name: string }) => r.name === 'user').permissions).toEqual(['read:own_profile', 'update:own_profile']);
+    const pro = await org('professional');
+    const proRoles = (await t.http().get('/v2/roles').set(as(pro.token)).expect(200)).body.data;
+    const userRole = proRoles.find((r: { name: string }) => r.name === 'user');
+    const rename = await t.http().put(`/v2/roles/${userRole.id}`).set(as(pro.token)).send({ name: 'member' }).expect(422);
+    expect(rename.body.error.details[0].code).toBe('SYSTEM_ROLE');
+    await t.http().delete(`/v2/roles/${userRole.id}`).set(as(pro.token)).expect(422);
+    // Another organization's role is a 404.
+    await t.http().get(`/v2/roles/${userRole.id}`).set(as(basic.token)).expect(404);
+  });
+
+  it('custom roles: CRUD on professional, 403 PLAN_FEATURE_UNAVAILABLE on basic, 409 on a taken name', async () => {
+    const basic = await org('basic');
+    const refused = await t.http().post('/v2/roles').set(as(basic.token)).send({ name: 'auditor', permissions: ['user:read'] }).expect(403);
+    expect(refused.body.error.code).toBe('PLAN_FEATURE_UNAVAILABLE');
+    expect(refused.body.error.details).toEqual({ feature: 'advanced_rbac', current_plan: 'basic', available_on: ['professional', 'enterprise'] });
+
+    const pro = await org('professional');
+    const created = await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'reporter', display_name: 'Reporter', permissions: ['reports:view', 'user:read'] }).expect(201);
+    expect(created.body).toMatchObject({ id: expect.stringMatching(/^role_/), name: 'reporter', display_name: 'Reporter', permissions: ['reports:view', 'user:read'], system: false });
+    const dup = await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'reporter', permissions: [] }).expect(409);
+    expect(dup.body.error.code).toBe('ROLE_ALREADY_EXISTS');
+    const changed = await t.http().put(`/v2/roles/${created.body.id}`).set(as(pro.token)).send({ description: 'Reads reports' }).expect(200);
+    expect(changed.body.description).toBe('Reads reports');
+    const catalog = await t.http().get('/v2/permissions').set(as(pro.token)).expect(200);
+    expect(catalog.body.custom).toEqual(['reports:view']);
+    expect(catalog.body.all).toEqual(expect.arrayContaining(['user:read', 'platform:admin', 'read:own_profile', 'reports:view']));
+    await t.http().delete(`/v2/roles/${created.body.id}`).set(as(pro.token)).expect(204);
+    const missing = await t.http().get(`/v2/roles/${created.body.id}`).set(as(pro.token)).expect(404);
+    expect(missing.body.error.code).toBe('ROLE_NOT_FOUND');
+    // Basic organizations may still assign built-in roles.
+    const user = (await t.http().post('/v2/users').set(as(basic.token)).send({ email: email(), first_name: 'B', last_name: 'C' }).expect(201)).body;
+    await t.http().post(`/v2/users/${user.id}/roles`).set(as(basic.token)).send({ roles: ['moderator'] }).expect(200);
+  });
+
+  it('a plan change takes effect on the next request', async () => {
+    const basic = await org('basic');
+    await t.http().post('/v2/roles').set(as(basic.token)).send({ name: 'x', permissions: [] }).expect(403);
+    await t.http().patch(`/v2/admin/organizations/${basic.id}`).set(as(admin)).send({ plan: 'professional' }).expect(200);
+    await t.http().post('/v2/roles').set(as(basic.token)).send({ name: 'x', permissions: [] }).expect(201);
+  });
+
+  it("role assignment shows in the user's roles and permissions; a permission change reaches the next token; end-user scopes gate the API", async () => {
+    const pro = await org('professional');
+    const role = (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'viewer', permissions: ['reports:view'] }).expect(201)).body;
+    const password = 'a long enough password';
+    const user = (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'V', last_name: 'W', password }).expect(201)).body;
+    const assigned = await t.http().post(`/v2/users/${user.id}/roles`).set(as(pro.token)).send({ roles: ['viewer'] }).expect(200);
+    expect(assigned.body.roles.map((r: { name: string }) => r.name)).toEqual(['user', 'viewer']);
+    expect(assigned.body.permissions).toEqual(['read:own_profile', 'reports:view', 'update:own_profile']);
+    const read = await t.http().get(`/v2/users/${user.id}`).set(as(pro.token)).expect(200);
+    expect(read.body.permissions).toContain('reports:view');
+
+    const login = async () =>
+      (await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: pro.id, email: user.email, password }).expect(200)).body;
+    const before = await login();
+    expect(before.scope.split(' ')).toEqual(['read:own_profile', 'reports:view', 'update:own_profile']);
+    await t.http().get('/v2/users').set(as(before.access_token)).expect(403);
+
+    await t.http().put(`/v2/roles/${role.id}`).set(as(pro.token)).send({ permissions: ['reports:view', 'user:read'] }).expect(200);
+    const after = await login();
+    expect(after.scope.split(' ')).toContain('user:read');
+    const list = await t.http().get('/v2/users').set(as(after.access_token)).expect(200);
+    expect(list.body.data.length).toBeGreaterThan(0);
+    await t.http().post('/v2/users').set(as(after.access_token)).send({ email: email(), first_name: 'x', last_name: 'y' }).expect(403);
+
+    await t.drainEvents();
+    const changes = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.role_changed' AND data->'user'->>'id' = $1`, [user.id]);
+    expect(changes).toHaveLength(1);
+  });
+
+  it('the monthly-active-users limit refuses creation and login of new users with 403 QUOTA_EXCEEDED', async () => {
+    const ent = await org('enterprise', { monthly_active_users: 3 });
+    const password = 'a long enough password';
+    const first = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'a', last_name: 'b', password }).expect(201)).body;
+    const bulk = await t.http().post('/v2/users/bulk').set(as(ent.token)).send({ users: [1, 2, 3].map(() => ({ email: email(), first_name: 'a', last_name: 'b' })) }).expect(200);
+    expect(bulk.body.summary).toEqual({ total: 3, successful: 2, failed: 1 });
+    expect(bulk.body.results[2].error.code).toBe('QUOTA_EXCEEDED');
+    const refused = await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'a', last_name: 'b' }).expect(403);
+    expect(refused.body.error.code).toBe('QUOTA_EXCEEDED');
+    // A user already active this month may still log in.
+    await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: first.email, password }).expect(200);
+  });
+
+  it('requests_per_hour: 15 gives exactly 15 successes, headers counting down, then 429 with Retry-After', async () => {
+    const ent = await org('enterprise', { requests_per_hour: 15 });
+    const remaining: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const res = await t.http().get('/v2/roles').set(as(ent.token)).expect(200);
+      expect(res.headers['x-ratelimit-limit']).toBe('15');
+      expect(res.headers['x-ratelimit-window']).toBe('3600');
+      expect(Number(res.headers['x-ratelimit-reset'])).toBeGreaterThan(Date.now() / 1000);
+      remaining.push(Number(res.headers['x-ratelimit-remaining']));
+    }
+    expect(remaining).toEqual([14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+    const over = await t.http().get('/v2/roles').set(as(ent.token)).expect(429);
+    expect(over.body.error.code).toBe('RATE_LIMIT_EXCEEDED');
+    expect(over.body.error.retry_after).toBeGreaterThan(0);
+    expect(Number(over.headers['retry-after'])).toBe(over.body.error.retry_after);
+    expect(over.headers['x-ratelimit-remaining']).toBe('0');
+    // Another organization's counter is independent.
+    const other = await org('enterprise', { requests_per_hour: 15 });
+    const fine = await t.http().get('/v2/roles').set(as(other.token)).expect(200);
+    expect(fine.headers['x-ratelimit-remaining']).toBe('14');
+  });
+
+  it('a 60-request concurrent spike against burst_per_second: 10 gets 429s and no 5xx', async () => {
+    const ent = await org('enterprise', { burst_per_second: 10 });
+    const statuses = (await Promise.all(Array.from({ length: 60 }, () => t.http().get('/v2/roles').set(as(ent.token))))).map((r) => r.status);
+    expect(statuses.filter((s) => s >= 500)).toEqual([]);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(10);
+  });
+
+  describe('two API processes sharing one PostgreSQL and one Redis', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'um-two-'));
+    let db: { url: string; drop: () => Promise<void> };
+    let a: ApiProcess;
+    let b: ApiProcess;
+    beforeAll(async () => {
+      db = await createTestDatabase();
+      const env = {
+        DATABASE_URL: db.url,
+        DATA_DIR: dataDir,
+        BOOTSTRAP_API_KEY: TEST_BOOTSTRAP_KEY,
+        REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        REDIS_KEY_PREFIX: `test:${randomBytes(6).toString('hex')}:`,
+      };
+      a = await startApiProcess(env);
+      b = await startApiProcess(env);
+    }, 90_000);
+    afterAll(async () => {
+      await Promise.all([a?.stop(), b?.stop()]);
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it('enforce one hourly limit together', async () => {
+      const post = async (base: string, path: string, body: unknown, tok?: string) => {
+        const res = await fetch(`${base}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(tok ? { authorization: `Bearer ${tok}` } : {}) },
+          body: JSON.stringify(body),
+        });
+        return (await res.json()) as Record<string, never>;
+      };
+      const adminToken = (await post(a.baseUrl, '/v2/auth/token', { grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY })).access_token;
+      const created = await post(a.baseUrl, '/v2/admin/organizations', { name: 'Shared', plan: 'enterprise', limits: { requests_per_hour: 15 } }, adminToken);
+      const orgToken = (await post(b.baseUrl, '/v2/auth/token', { grant_type: 'client_credentials', api_key: (created.api_key as { key: string }).key })).access_token;
+      const statuses: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        const base = i % 2 === 0 ? a.baseUrl : b.baseUrl;
+        statuses.push((await fetch(`${base}/v2/roles`, { headers: { authorization: `Bearer ${orgToken}` } })).status);
+      }
+      expect(statuses).toEqual([...Array(15).fill(200), ...Array(15).fill(429)]);
+    });
+  });
+});
