@@ -16,7 +16,8 @@ export class RedisService implements OnApplicationShutdown {
     this.client = new Redis(config.redisUrl, {
       keyPrefix: config.redisKeyPrefix,
       lazyConnect: false,
-      enableOfflineQueue: true,
+      // Fail fast while disconnected: callers fall back (in-process counters, database denylist).
+      enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
       retryStrategy: (times) => Math.min(times * 200, 2000),

@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+
+describe('Resilience and hygiene', () => {
+  describe('with Redis configured but unreachable', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await createTestApp({ REDIS_URL: 'redis://127.0.0.1:1' });
+    });
+    afterAll(async () => {
+      await t.close();
+    });
+
+    it('keeps serving (rate limits and revocation fall back) and reports degraded health', async () => {
+      const health = await t.http().get('/health').expect(200);
+      expect(health.body.status).toBe('degraded');
+      expect(health.body.checks.cache).toMatchObject({ healthy: false, backend: 'redis' });
+      expect(health.body.checks.database.healthy).toBe(true);
+      const issued = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200);
+      const token = issued.body.access_token as string;
+      const list = await t.http().get('/v2/users').set('Authorization', `Bearer ${token}`).expect(200);
+      expect(list.headers['x-ratelimit-limit']).toBeDefined();
+      await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${token}`).expect(200);
+      const revoked = await t.http().get('/v2/users').set('Authorization', `Bearer ${token}`).expect(401);
+      expect(revoked.body.error.code).toBe('AUTH_TOKEN_INVALID');
+    });
+  });
+
+  it('never writes API keys, tokens or passwords to the logs', async () => {
+    const db = await createTestDatabase();
+    const dataDir = mkdtempSync(join(tmpdir(), 'um-logs-'));
+    const api = await startApiProcess({ DATABASE_URL: db.url, DATA_DIR: dataDir, BOOTSTRAP_API_KEY: TEST_BOOTSTRAP_KEY, LOG_LEVEL: 'trace' });
+    try {
+      const call = async (path: string, init: RequestInit = {}) => {
+        const res = await fetch(`${api.baseUrl}${path}`, { ...init, headers: { 'content-type': 'application/json', ...(init.headers ?? {}) } });
+        return (await res.json()) as Record<string, never>;
+      };
+      const { access_token } = await call('/v2/auth/token', { method: 'POST', body: JSON.stringify({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }) });
+      const auth = { authorization: `Bearer ${access_token}` };
+      const created = (await call('/v2/api-keys', { method: 'POST', headers: auth, body: JSON.stringify({ name: 'logged?' }) })) as unknown as { key: string };
+      const password = 'Sup3r-Secret-Passw0rd';
+      await call('/v2/users', { method: 'POST', headers: auth, body: JSON.stringify({ email: 'log@example.com', first_name: 'L', last_name: 'G', password }) });
+      await call('/v2/auth/token', { method: 'POST', body: JSON.stringify({ grant_type: 'client_credentials', api_key: 'sk_live_wrongwrongwrongwrongwrong00' }) });
+      await call('/v2/auth/token', { method: 'POST', body: JSON.stringify({ grant_type: 'client_credentials', api_key: created.key, extra: 1 }) });
+      await call('/v2/users', { method: 'POST', headers: auth, body: JSON.stringify({ email: 'bad', first_name: 'L', last_name: 'G', password }) });
+      await api.stop();
+      const output = api.output();
+      expect(output).toMatch(/request completed/);
+      for (const secret of [TEST_BOOTSTRAP_KEY, created.key, access_token as string, password]) {
+        expect(output).not.toContain(secret);
+      }
+    } finally {
+      await api.stop();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
