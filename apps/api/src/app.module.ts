@@ -11,6 +11,7 @@ import { OrganizationsModule } from './modules/organizations/organizations.modul
 import { RoleManagementModule } from './modules/roles/role-management.module';
 import { RolesModule } from './modules/roles/roles.module';
 import { UsersModule } from './modules/users/users.module';
+import { WebhooksModule } from './modules/webhooks/webhooks.module';
 
 /** Paths that are redacted from every log line. */
 export const REDACTED_LOG_PATHS = [
@@ -56,6 +57,7 @@ export class AppModule {
         RolesModule,
         UsersModule,
         RoleManagementModule,
+        WebhooksModule,
       ],
     };
   }

@@ -3,3 +3,4 @@ export * from './http';
 export * from './validation';
 export * from './auth';
 export * from './pagination';
+export * from './outbound';

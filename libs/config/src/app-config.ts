@@ -20,6 +20,8 @@ export interface AppConfig {
   shutdownTimeoutMs: number;
   authFailuresPerIp: number;
   authFailureWindowSeconds: number;
+  webhookWorkers: number;
+  outboundAllowedHosts: string[];
 }
 
 export class ConfigValidationError extends Error {
@@ -108,6 +110,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     authFailuresPerIp: int('AUTH_FAILURES_PER_IP', 100, 1, 1_000_000),
     authFailureWindowSeconds: int('AUTH_FAILURE_WINDOW_SECONDS', 600, 1, 86_400),
+    webhookWorkers: int('WEBHOOK_WORKERS', 4, 0, 64),
+    outboundAllowedHosts: (str('OUTBOUND_ALLOWED_HOSTS') ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase().replace(/^\[|\]$/g, ''))
+      .filter(Boolean),
   };
   if (problems.length > 0) throw new ConfigValidationError(problems);
   return config;

@@ -61,6 +61,13 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
       });
   }
 
+  /** Waits for the pass in flight (if any), then works until nothing is due: tests wait on it. */
+  async settle(): Promise<void> {
+    await this.running;
+    await this.drain();
+    await this.running;
+  }
+
   /** Dispatches until nothing is due. Resolves when done; used by tests to wait for side effects. */
   async drain(): Promise<void> {
     while (!this.stopped && (await this.dispatchBatch()) === BATCH_SIZE) {

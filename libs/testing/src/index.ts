@@ -2,3 +2,4 @@ export * from './test-app';
 export * from './test-database';
 export * from './api-process';
 export * from './cli-process';
+export * from './webhook-receiver';

@@ -51,7 +51,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     http: () => request(app.getHttpServer()),
     dataSource,
     sql: (text, params) => dataSource.query(text, params),
-    drainEvents: () => app.get(OutboxDispatcher).drain(),
+    drainEvents: () => app.get(OutboxDispatcher).settle(),
     close: async () => {
       await app.close();
       await database.drop();

@@ -172,7 +172,7 @@ export class UsersService {
       await this.events.publish(manager, organizationId, 'user.deleted', {
         user: { id, email: current.email },
         soft_delete: soft,
-        deleted_at: deletedAt.toISOString(),
+        deleted_at: deletedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
       });
     });
     await this.denylist.revokeSubject(id, organizationId);

@@ -1,0 +1,78 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+
+export const WEBHOOK_EVENTS = ['user.created', 'user.updated', 'user.deleted', 'user.login', 'user.role_changed', '*'] as const;
+/** whsec_ + base64 of 24 to 64 bytes. */
+const SECRET = /^whsec_[A-Za-z0-9+/]{32,88}={0,2}$/;
+
+export class CreateWebhookDto {
+  @ApiProperty({ example: 'https://your-app.com/webhooks/users' })
+  @IsDefined()
+  @IsString()
+  @MaxLength(2048)
+  url!: string;
+
+  @ApiProperty({ example: ['user.created', 'user.updated'], description: 'Among the five user events, or ["*"]' })
+  @IsDefined()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(6)
+  @IsIn(WEBHOOK_EVENTS, { each: true })
+  events!: string[];
+
+  @ApiPropertyOptional({ description: 'whsec_ + base64 of 24-64 random bytes; generated when omitted. Shown in the creation response only.' })
+  @IsOptional()
+  @IsString()
+  @Matches(SECRET, { message: 'must be whsec_ followed by base64 of 24 to 64 bytes' })
+  secret?: string;
+
+  @ApiPropertyOptional({ default: true })
+  @IsOptional()
+  @IsBoolean()
+  active?: boolean;
+}
+
+export class UpdateWebhookDto {
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
+  url?: string;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(6)
+  @IsIn(WEBHOOK_EVENTS, { each: true })
+  events?: string[];
+
+  @ApiPropertyOptional({ description: 'Replaces the signing secret (never shown again)' })
+  @IsOptional()
+  @IsString()
+  @Matches(SECRET, { message: 'must be whsec_ followed by base64 of 24 to 64 bytes' })
+  secret?: string;
+
+  @ApiPropertyOptional({ description: 'true re-enables a disabled endpoint' })
+  @IsOptional()
+  @IsBoolean()
+  active?: boolean;
+}
+
+export class DeliveriesQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit: number = 25;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  offset: number = 0;
+}

@@ -1,0 +1,108 @@
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { APP_CONFIG, AppConfig, MasterKeyService } from '@app/config';
+import { newId } from '@app/events';
+import { WebhookSender } from './webhook-sender';
+import { ClaimedDelivery, WebhooksRepository } from './webhooks.repository';
+
+/** The Standard Webhooks retry schedule: the wait after each failed attempt. */
+export const RETRY_SCHEDULE_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
+const DISABLE_AFTER_FAILING_MS = 5 * 86_400_000;
+const POLL_INTERVAL_MS = 1000;
+const LEASE_SECONDS = 60;
+export const WEBHOOK_SECRET_PURPOSE = 'webhook-secret';
+
+/**
+ * Sends due deliveries: claims them with a lease (so several processes share the work and each
+ * attempt is made once), sends, records the attempt, and schedules the next one. On shutdown it
+ * finishes the sends in flight.
+ */
+@Injectable()
+export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(WebhookDeliveryWorker.name);
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly repository: WebhooksRepository,
+    private readonly sender: WebhookSender,
+    private readonly masterKey: MasterKeyService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (this.config.webhookWorkers === 0) return;
+    this.timer = setInterval(() => this.kick(), POLL_INTERVAL_MS);
+    this.timer.unref();
+    this.kick();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  kick(): void {
+    if (this.stopped || this.config.webhookWorkers === 0) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.drain()
+      .catch((error: unknown) => this.logger.error({ err: error }, 'Webhook delivery pass failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Waits for the pass in flight (if any), then works until nothing is due: tests wait on it. */
+  async settle(): Promise<void> {
+    await this.running;
+    await this.drain();
+    await this.running;
+  }
+
+  /** Sends everything due now; resolves when nothing is due (tests wait on it). */
+  async drain(): Promise<void> {
+    while (!this.stopped) {
+      const batch = await this.repository.claimDue(this.config.webhookWorkers || 4, LEASE_SECONDS);
+      if (batch.length === 0) return;
+      await Promise.all(batch.map((d) => this.deliver(d)));
+    }
+  }
+
+  private async deliver(d: ClaimedDelivery): Promise<void> {
+    const secret = this.masterKey.decrypt(WEBHOOK_SECRET_PURPOSE, d.secret_encrypted);
+    const result = await this.sender.send(d.url, secret, d.id, JSON.stringify(d.payload));
+    const attempt = d.attempts + 1;
+    const ok = result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
+    let disable: string | undefined;
+    if (result.statusCode === 410) disable = 'The endpoint answered 410 Gone';
+    else if (!ok && d.failing_since && Date.now() - new Date(d.failing_since).getTime() > DISABLE_AFTER_FAILING_MS) {
+      disable = 'The endpoint has been failing for more than 5 days';
+    }
+    const retryIn = RETRY_SCHEDULE_MS[attempt - 1];
+    const status = ok ? 'succeeded' : disable || retryIn === undefined ? 'failed' : 'pending';
+    await this.repository.recordAttempt(
+      {
+        id: newId('wha'),
+        deliveryId: d.id,
+        organizationId: d.organization_id,
+        attempt,
+        statusCode: result.statusCode,
+        error: ok ? null : (result.error ?? `HTTP ${result.statusCode}`),
+        durationMs: result.durationMs,
+        createdAt: new Date(),
+      },
+      { status, nextAttemptAt: status === 'pending' ? new Date(Date.now() + retryIn!) : null },
+      { succeeded: ok, disable },
+    );
+    if (disable) this.logger.warn({ webhook_id: d.webhook_id, reason: disable }, 'Webhook endpoint disabled');
+  }
+}
