@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { ApiKeysModule } from './modules/api-keys/api-keys.module';
 import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
+import { MailModule } from './modules/mail/mail.module';
 import { OrganizationsModule } from './modules/organizations/organizations.module';
 import { RoleManagementModule } from './modules/roles/role-management.module';
 import { RolesModule } from './modules/roles/roles.module';
@@ -58,6 +59,7 @@ export class AppModule {
         UsersModule,
         RoleManagementModule,
         WebhooksModule,
+        MailModule,
       ],
     };
   }

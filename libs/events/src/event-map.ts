@@ -20,6 +20,8 @@ export interface DomainEventMap {
   'user.deleted': { user: Pick<UserEventSnapshot, 'id' | 'email'>; soft_delete: boolean; deleted_at: string };
   'user.login': { user: UserEventSnapshot; method: 'password' | 'sso'; ip_address?: string; user_agent?: string };
   'user.role_changed': { user: UserEventSnapshot; previous_roles: string[]; roles: string[] };
+  /** A transactional email to send; `sealed_link` is encrypted (it carries a single-use token). */
+  'email.requested': { template: 'verification' | 'password_reset'; to: string; user_id: string; first_name: string; sealed_link: string };
 }
 
 export type DomainEventName = keyof DomainEventMap;

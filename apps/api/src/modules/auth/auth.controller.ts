@@ -3,7 +3,8 @@ import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swa
 import { AuthContext, CurrentAuth, Public } from '@app/common';
 import type { FastifyRequest } from 'fastify';
 import { AuthService } from './auth.service';
-import { RevokeRequestDto, TokenRequestDto } from './dto/token-request.dto';
+import { AccountTokensService } from '../users/account-tokens.service';
+import { ForgotPasswordDto, ResetPasswordDto, RevokeRequestDto, TokenRequestDto, VerifyEmailDto } from './dto/token-request.dto';
 import { SigningKeysService } from './signing-keys.service';
 
 @ApiTags('Authentication')
@@ -12,7 +13,35 @@ export class AuthController {
   constructor(
     private readonly auth: AuthService,
     private readonly signingKeys: SigningKeysService,
+    private readonly accountTokens: AccountTokensService,
   ) {}
+
+  @Public()
+  @Post('verify-email')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Redeem a verification token: sets email_verified (single use, 24 h)' })
+  async verifyEmail(@Body() body: VerifyEmailDto) {
+    await this.accountTokens.verifyEmail(body.token);
+    return { email_verified: true };
+  }
+
+  @Public()
+  @Post('password/forgot')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Mail a password-reset link (1 h) when the account exists; always 202, so it reveals nothing' })
+  async forgotPassword(@Body() body: ForgotPasswordDto) {
+    await this.accountTokens.forgotPassword(body.organization_id, body.email);
+    return { message: 'If the account exists, a reset link has been sent' };
+  }
+
+  @Public()
+  @Post('password/reset')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Redeem a reset token with a new password; every session of the user ends' })
+  async resetPassword(@Body() body: ResetPasswordDto) {
+    await this.accountTokens.resetPassword(body.token, body.password);
+    return { password_reset: true };
+  }
 
   @Public()
   @Post('token')

@@ -13,6 +13,7 @@ import {
   UpdateOwnProfileDto,
   UpdateUserDto,
 } from './dto/user.dto';
+import { AccountTokensService } from './account-tokens.service';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
 import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
@@ -24,7 +25,10 @@ const IF_MATCH_HEADER = { name: 'If-Match', required: false, description: 'The E
 @ApiBearerAuth()
 @Controller('users')
 export class UsersController {
-  constructor(private readonly users: UsersService) {}
+  constructor(
+    private readonly users: UsersService,
+    private readonly accountTokens: AccountTokensService,
+  ) {}
 
   @Get()
   @Scopes('user:read')
@@ -143,6 +147,15 @@ export class UsersController {
   @ApiOperation({ summary: 'Remove a role (name or id) from the user' })
   async removeRole(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Param('role') role: string) {
     return mapUserDetail(await this.users.removeRole(auth.organizationId, id, role));
+  }
+
+  @Post(':id/verification-email')
+  @HttpCode(202)
+  @Scopes('user:write')
+  @ApiOperation({ summary: 'Mail the user a single-use link (24 h) that POST /auth/verify-email redeems' })
+  async sendVerification(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
+    await this.accountTokens.sendVerification(auth.organizationId, id);
+    return { message: 'Verification email queued' };
   }
 
   @Get(':id/preferences')

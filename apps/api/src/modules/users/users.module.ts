@@ -3,6 +3,8 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { DenylistModule } from '../auth/denylist/denylist.module';
 import { OrganizationsModule } from '../organizations/organizations.module';
 import { RolesModule } from '../roles/roles.module';
+import { AccountTokensService } from './account-tokens.service';
+import { EmailTokenEntity } from './entities/email-token.entity';
 import { IdempotencyKeyEntity } from './entities/idempotency-key.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
@@ -14,13 +16,13 @@ import { UsersService } from './users.service';
 
 @Module({
   imports: [
-    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, IdempotencyKeyEntity]),
+    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, IdempotencyKeyEntity, EmailTokenEntity]),
     RolesModule,
     DenylistModule,
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, UsersService, UserLoginService, IdempotencyInterceptor],
-  exports: [UsersService, UserLoginService, UsersRepository],
+  providers: [UsersRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService],
+  exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService],
 })
 export class UsersModule {}

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsDefined, IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
+import { IsDefined, IsIn, IsOptional, IsString, Length, MaxLength } from 'class-validator';
 
 export const GRANT_TYPES = ['client_credentials', 'password', 'refresh_token'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
@@ -54,4 +54,40 @@ export class RevokeRequestDto {
   @IsString()
   @MaxLength(8192)
   token?: string;
+}
+
+export class VerifyEmailDto {
+  @ApiProperty({ description: 'The token from the verification link' })
+  @IsDefined()
+  @IsString()
+  @MaxLength(200)
+  token!: string;
+}
+
+export class ForgotPasswordDto {
+  @ApiProperty({ example: 'org_…' })
+  @IsDefined()
+  @IsString()
+  @MaxLength(100)
+  organization_id!: string;
+
+  @ApiProperty()
+  @IsDefined()
+  @IsString()
+  @MaxLength(254)
+  email!: string;
+}
+
+export class ResetPasswordDto {
+  @ApiProperty({ description: 'The token from the reset link' })
+  @IsDefined()
+  @IsString()
+  @MaxLength(200)
+  token!: string;
+
+  @ApiProperty({ minLength: 8, maxLength: 256 })
+  @IsDefined()
+  @IsString()
+  @Length(8, 256)
+  password!: string;
 }
