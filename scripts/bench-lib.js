@@ -388,7 +388,32 @@ async function settle(baseUrl, { fastMs = 25, streak = 3, maxMs = 60_000 } = {})
  * Runs autocannon against one scenario. `requests` are autocannon request objects; each gets
  * hooks that remember, per status code, the first few non-2xx responses (method, path, body).
  */
-async function runLoad({ baseUrl, requests, connections, seconds, timeoutSeconds = 30 }) {
+/**
+ * One request of a scenario on an idle server (before its load): its status and latency, and the
+ * body when it is not a 2xx. Tells a slow endpoint from a saturated one, and catches a broken
+ * scenario before a run full of errors.
+ */
+async function probe(baseUrl, template) {
+  const base = { method: template.method ?? 'GET', path: template.path, headers: { ...template.headers }, body: template.body };
+  const req = template.setupRequest ? template.setupRequest(base, {}) : base;
+  const began = process.hrtime.bigint();
+  const res = await fetch(baseUrl + req.path, {
+    method: req.method,
+    headers: req.headers,
+    body: req.body,
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await res.text();
+  const ms = Number(process.hrtime.bigint() - began) / 1e6;
+  const ok = res.status >= 200 && res.status < 300;
+  return { request: `${req.method} ${req.path}`, status: res.status, ms, body: ok ? undefined : truncate(text, 800) };
+}
+
+/**
+ * A request still unanswered after `timeoutSeconds` (default: the run's length, at most 30 s)
+ * counts as an error, so a run in which nothing completes cannot pass for an empty one.
+ */
+async function runLoad({ baseUrl, requests, connections, seconds, timeoutSeconds = Math.min(30, seconds) }) {
   const autocannon = require('autocannon');
   const samples = {};
   const instrumented = requests.map((r) => {
@@ -451,6 +476,7 @@ function verdictFor(row) {
   const m = row.measured;
   const failures = (m.non_2xx ?? 0) + (m.errors ?? 0);
   if (failures > 0) return `ERRORS (${failures} failed)`;
+  if (!m.requests_total) return 'ERRORS (no response)';
   if (row.target_rps === undefined && row.target_p99_ms === undefined) return '-';
   const misses = [];
   if (row.target_rps !== undefined && m.requests_per_sec < row.target_rps) misses.push('req/s');
@@ -514,6 +540,7 @@ module.exports = {
   inspectDatabase,
   machineInfo,
   pick,
+  probe,
   randomInt,
   request,
   resultsTable,

@@ -341,6 +341,7 @@ async function main() {
 
   const rows = [];
   for (const scenario of selected) {
+    log('');
     const row = { ...scenario };
     rows.push(row);
     let requests;
@@ -350,10 +351,18 @@ async function main() {
       row.skipped = true;
       row.setup_error = error.message;
       row.verdict = lib.verdictFor(row);
-      log(`\n[${scenario.name}] SKIPPED: ${error.message}`);
+      log(`[${scenario.name}] SKIPPED: ${error.message}`);
       continue;
     }
     await settleQuietly(scenario.name, 'before');
+    try {
+      row.probe = await lib.probe(baseUrl, requests[0]);
+      log(`[${scenario.name}] one request on the idle API: ${row.probe.status} in ${row.probe.ms.toFixed(0)} ms` +
+        (row.probe.body ? ` → ${row.probe.body}` : ''));
+    } catch (error) {
+      row.probe = { error: error.message };
+      log(`[${scenario.name}] one request on the idle API failed: ${error.message}`);
+    }
     if (warmup > 0) {
       await lib.runLoad({ baseUrl, requests, connections, seconds: warmup });
       await settleQuietly(scenario.name, 'after the warm-up');
@@ -361,7 +370,7 @@ async function main() {
     row.measured = await lib.runLoad({ baseUrl, requests, connections, seconds });
     row.verdict = lib.verdictFor(row);
     const m = row.measured;
-    log(`\n[${scenario.name}] ${m.requests_per_sec.toFixed(0)} req/s, p50 ${m.latency_ms.p50} ms, p99 ${m.latency_ms.p99} ms, ` +
+    log(`[${scenario.name}] ${m.requests_per_sec.toFixed(0)} req/s, p50 ${m.latency_ms.p50} ms, p99 ${m.latency_ms.p99} ms, ` +
       `status ${JSON.stringify(m.status_codes)}${m.errors ? `, ${m.errors} connection errors (${m.timeouts} timeouts)` : ''} → ${row.verdict}`);
     const shown = new Set();
     for (const s of m.error_samples) {
@@ -403,12 +412,17 @@ async function main() {
       verdict: r.verdict,
       setup_error: r.setup_error ?? null,
       note: r.note ?? null,
+      idle_probe: r.probe ?? null,
       ...(r.measured ?? {}),
     })),
   };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
-  log(`\nresults written to ${RESULTS_FILE}`);
+  const json = `${JSON.stringify(report, null, 2)}\n`;
+  writeFileSync(RESULTS_FILE, json);
+  // A dated copy too, so a later partial run (BENCH_ONLY) does not erase a full one.
+  const dated = join(ROOT, `bench/results/${report.finished_at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(dated, json);
+  log(`\nresults written to ${RESULTS_FILE} (and ${dated})`);
 
   await cleanup();
   clearTimeout(globalTimer);
