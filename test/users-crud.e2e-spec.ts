@@ -179,6 +179,20 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
   });
 
+  it('a cursor alone continues the walk it was made for (seed §8.2); contradicting it is 400 INVALID_CURSOR', async () => {
+    const tag = `cur${Date.now()}`;
+    await t.http().post('/v2/users/bulk').set(auth()).send({ users: [1, 2, 3, 4, 5].map((i) => newUser({ last_name: `${tag}${i}` })) }).expect(200);
+    const first = await t.http().get(`/v2/users?limit=2&sort=last_name:asc&search=${tag}`).set(auth()).expect(200);
+    expect(first.body.data.map((u: { last_name: string }) => u.last_name)).toEqual([`${tag}1`, `${tag}2`]);
+    const second = await t.http().get(`/v2/users?limit=2&cursor=${encodeURIComponent(first.body.pagination.next_cursor)}`).set(auth()).expect(200);
+    expect(second.body.data.map((u: { last_name: string }) => u.last_name)).toEqual([`${tag}3`, `${tag}4`]);
+    expect(second.body.pagination).toMatchObject({ limit: 2, has_more: true, total_estimate: 5 });
+    const same = await t.http().get(`/v2/users?limit=2&sort=last_name:asc&cursor=${encodeURIComponent(first.body.pagination.next_cursor)}`).set(auth()).expect(200);
+    expect(same.body.data).toEqual(second.body.data);
+    const other = await t.http().get(`/v2/users?sort=email:asc&cursor=${encodeURIComponent(first.body.pagination.next_cursor)}`).set(auth()).expect(400);
+    expect(other.body.error.code).toBe('INVALID_CURSOR');
+  });
+
   it('preferences: PUT replaces, PATCH merges (RFC 7396), __proto__ stays data', async () => {
     const user = (await create(newUser()).expect(201)).body;
     await t.http().put(`/v2/users/${user.id}/preferences`).set(auth()).send({ theme: 'dark', notifications: { email: true, sms: false } }).expect(200);

@@ -1,9 +1,8 @@
-import { DynamicModule, Module, RequestMethod } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { AppConfig, ConfigModule } from '@app/config';
 import { DatabaseModule } from '@app/database';
 import { EventsModule } from '@app/events';
 import { LoggerModule } from 'nestjs-pino';
-import type { IncomingMessage } from 'node:http';
 import { ApiKeysModule } from './modules/api-keys/api-keys.module';
 import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
@@ -29,6 +28,14 @@ export const REDACTED_LOG_PATHS = [
   '*.key',
 ];
 
+/** One pino configuration for Fastify's request logger and for the application's own logs. */
+export function loggerOptions(config: AppConfig) {
+  return {
+    level: config.logLevel,
+    redact: { paths: REDACTED_LOG_PATHS, censor: '[REDACTED]' },
+  };
+}
+
 @Module({})
 export class AppModule {
   static forRoot(config: AppConfig, databaseUrl: string): DynamicModule {
@@ -36,19 +43,8 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
-        LoggerModule.forRoot({
-          forRoutes: [{ path: '*path', method: RequestMethod.ALL }],
-          pinoHttp: {
-            level: config.logLevel,
-            genReqId: (req: IncomingMessage) => (req as IncomingMessage & { id: string }).id,
-            redact: { paths: REDACTED_LOG_PATHS, censor: '[REDACTED]' },
-            customProps: (req: IncomingMessage) => ({ request_id: (req as IncomingMessage & { id: string }).id }),
-            serializers: {
-              req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
-              res: (res: { statusCode: number }) => ({ status_code: res.statusCode }),
-            },
-          },
-        }),
+        // The request logger is Fastify's own (see create-app.ts): no per-request middleware.
+        LoggerModule.forRoot({ pinoHttp: loggerOptions(config), useExisting: true, forRoutes: [] }),
         DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize, logErrors: config.logLevel !== 'silent' }),
         EventsModule,
         HealthModule,

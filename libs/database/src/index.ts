@@ -6,3 +6,4 @@ export * from './migrations';
 export * from './redis.service';
 export * from './counter-store';
 export * from './rate-limit-store';
+export * from './prepared-query';

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
+import { preparedQuery } from '@app/database';
 import { EntityManager } from 'typeorm';
 import { DomainEvent, DomainEventMap, DomainEventName } from './event-map';
 import { newId } from './ids';
-import { OutboxEventEntity } from './outbox-event.entity';
 
 /**
  * Records domain events in the outbox inside the caller's transaction: the event exists if and only
@@ -29,9 +29,13 @@ export class EventPublisher {
     if (items.length === 0) return [];
     const occurredAt = new Date();
     const events = items.map((data) => ({ id: newId('evt'), type, organizationId, occurredAt, data }));
-    await manager.insert(
-      OutboxEventEntity,
-      events.map((e) => ({ id: e.id, organizationId, type, data: e.data, occurredAt })),
+    await preparedQuery(
+      manager.connection,
+      manager,
+      'outbox_insert',
+      `INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+       SELECT t.id, $2, $3, t.data, $4 FROM unnest($1::text[], $5::jsonb[]) AS t(id, data)`,
+      [events.map((e) => e.id), organizationId, type, occurredAt, events.map((e) => JSON.stringify(e.data))],
     );
     return events;
   }

@@ -1,13 +1,13 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { TransactionRunner } from '@app/database';
-import { DataSource } from 'typeorm';
+import { preparedQuery, TransactionRunner } from '@app/database';
+import { DataSource, EntityManager } from 'typeorm';
 import { DispatchedEvent, DomainEvent, DomainEventName } from './event-map';
-import { OutboxEventEntity } from './outbox-event.entity';
 
 const BATCH_SIZE = 100;
 const POLL_INTERVAL_MS = 1000;
 const MAX_BACKOFF_MS = 5 * 60_000;
+const COALESCE_MS = 10;
 
 /**
  * Hands committed outbox events to their listeners. Rows are claimed with FOR UPDATE SKIP LOCKED,
@@ -50,7 +50,9 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
       this.again = true;
       return;
     }
-    this.running = this.drain()
+    // A few milliseconds' wait lets events committed together under load go out as one batch.
+    this.running = new Promise((resolve) => setTimeout(resolve, COALESCE_MS))
+      .then(() => this.drain())
       .catch((error: unknown) => this.logger.error({ err: error }, 'Outbox dispatch failed'))
       .finally(() => {
         this.running = undefined;
@@ -76,48 +78,72 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private async dispatchBatch(): Promise<number> {
+    try {
+      // Common case: every listener succeeds; the batch commits with one UPDATE and no savepoints.
+      return await this.dataSource.transaction(async (manager) => {
+        const rows = await this.claim(manager);
+        for (const row of rows) await this.emitter.emitAsync(row.type, { event: toEvent(row), manager } satisfies DispatchedEvent);
+        if (rows.length > 0) {
+          await preparedQuery(this.dataSource, manager, 'outbox_mark_dispatched',
+            `UPDATE outbox_events SET dispatched_at = now(), attempts = attempts + 1 WHERE id = ANY($1::text[])`, [rows.map((r) => r.id)]);
+        }
+        return rows.length;
+      });
+    } catch (error) {
+      this.logger.warn({ err: error }, 'An outbox listener failed; dispatching that batch event by event');
+      return this.dispatchBatchOneByOne();
+    }
+  }
+
+  /** A listener failed: isolate each event in a savepoint, so one bad event does not hold back the others. */
+  private async dispatchBatchOneByOne(): Promise<number> {
     return this.dataSource.transaction(async (manager) => {
-      const rows: OutboxEventEntity[] = await manager
-        .getRepository(OutboxEventEntity)
-        .createQueryBuilder('e')
-        .where('e.dispatched_at IS NULL AND e.next_attempt_at <= now()')
-        .orderBy('e.occurred_at', 'ASC')
-        .addOrderBy('e.id', 'ASC')
-        .limit(BATCH_SIZE)
-        .setLock('pessimistic_write')
-        .setOnLocked('skip_locked')
-        .getMany();
+      const rows = await this.claim(manager);
       for (const row of rows) {
-        const event: DomainEvent = {
-          id: row.id,
-          type: row.type as DomainEventName,
-          organizationId: row.organizationId,
-          occurredAt: row.occurredAt,
-          data: row.data as DomainEvent['data'],
-        };
         await manager.query('SAVEPOINT outbox_event');
         try {
-          const payload: DispatchedEvent = { event, manager };
-          await this.emitter.emitAsync(row.type, payload);
+          await this.emitter.emitAsync(row.type, { event: toEvent(row), manager } satisfies DispatchedEvent);
           await manager.query('RELEASE SAVEPOINT outbox_event');
-          await manager.update(OutboxEventEntity, { id: row.id }, { dispatchedAt: () => 'now()', attempts: row.attempts + 1 });
+          await manager.query(`UPDATE outbox_events SET dispatched_at = now(), attempts = attempts + 1 WHERE id = $1`, [row.id]);
         } catch (error) {
           await manager.query('ROLLBACK TO SAVEPOINT outbox_event');
           const attempts = row.attempts + 1;
           const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts);
           this.logger.warn({ err: error, event_id: row.id, attempts }, 'Outbox listener failed; will retry');
-          await manager.update(
-            OutboxEventEntity,
-            { id: row.id },
-            {
-              attempts,
-              lastError: error instanceof Error ? error.message.slice(0, 1000) : String(error),
-              nextAttemptAt: new Date(Date.now() + delay),
-            },
+          await manager.query(
+            `UPDATE outbox_events SET attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1`,
+            [row.id, attempts, error instanceof Error ? error.message.slice(0, 1000) : String(error), delay / 1000],
           );
         }
       }
       return rows.length;
     });
   }
+
+  private async claim(manager: EntityManager): Promise<OutboxRow[]> {
+    const { rows } = await preparedQuery<OutboxRow>(this.dataSource, manager, 'outbox_claim',
+      `SELECT id, organization_id, type, data, occurred_at, attempts FROM outbox_events
+        WHERE dispatched_at IS NULL AND next_attempt_at <= now()
+        ORDER BY occurred_at, id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED`, []);
+    return rows;
+  }
+}
+
+interface OutboxRow {
+  id: string;
+  organization_id: string;
+  type: string;
+  data: unknown;
+  occurred_at: Date;
+  attempts: number;
+}
+
+function toEvent(row: OutboxRow): DomainEvent {
+  return {
+    id: row.id,
+    type: row.type as DomainEventName,
+    organizationId: row.organization_id,
+    occurredAt: row.occurred_at,
+    data: row.data as DomainEvent['data'],
+  };
 }

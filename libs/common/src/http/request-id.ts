@@ -8,5 +8,20 @@ export function requestIdFor(req: IncomingMessage): string {
   const header = req.headers['x-request-id'];
   const candidate = Array.isArray(header) ? header[0] : header;
   if (candidate && CLIENT_REQUEST_ID.test(candidate)) return candidate;
-  return `req_${randomBytes(12).toString('base64url')}`;
+  return `req_${randomBase64url(12)}`;
+}
+
+const POOL_SIZE = 4096;
+let pool = Buffer.alloc(0);
+let offset = POOL_SIZE;
+
+/** Random bytes drawn from a pooled buffer: one getrandom call per few hundred ids, not one each. */
+export function randomBase64url(bytes: number): string {
+  if (offset + bytes > pool.length) {
+    pool = randomBytes(POOL_SIZE);
+    offset = 0;
+  }
+  const out = pool.subarray(offset, offset + bytes).toString('base64url');
+  offset += bytes;
+  return out;
 }

@@ -7,6 +7,9 @@ import { TokenDenylist } from './denylist/token-denylist.service';
 import { SIGNING_ALGORITHM, SigningKeysService } from './signing-keys.service';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 86_400;
+/** Verified tokens are remembered this long (by their exact text), saving the ES256 verification. */
+const VERIFIED_CACHE_MS = 60_000;
+const VERIFIED_CACHE_SIZE = 10_000;
 
 export interface TokenResponse {
   access_token: string;
@@ -29,6 +32,8 @@ interface TokenClaims {
 /** Issues and verifies access tokens: ES256 JWTs with a kid, iss, aud, sub, org_id, scope, jti, iat, exp. */
 @Injectable()
 export class TokenService {
+  private readonly verified = new Map<string, { claims: TokenClaims; until: number }>();
+
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly signingKeys: SigningKeysService,
@@ -53,6 +58,28 @@ export class TokenService {
 
   /** Verifies signature, algorithm, kid, iss, aud, expiry and revocation; answers the §3 codes. */
   async verify(token: string): Promise<AuthContext> {
+    const claims = await this.verifySignatureAndClaims(token);
+    // Revocation is checked on every request, cached signature or not.
+    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat, claims.sid)) {
+      throw new AppException('AUTH_TOKEN_INVALID', 'The access token has been revoked');
+    }
+    return {
+      organizationId: claims.org_id,
+      subject: claims.sub,
+      subjectType: claims.sub.startsWith('user_') ? 'user' : 'api_key',
+      scopes: new Set(claims.scope.split(' ').filter(Boolean)),
+      tokenId: claims.jti,
+      sessionId: claims.sid,
+      issuedAt: claims.iat,
+      expiresAt: claims.exp,
+    };
+  }
+
+  private async verifySignatureAndClaims(token: string): Promise<TokenClaims> {
+    const now = Date.now();
+    const cached = this.verified.get(token);
+    if (cached && cached.until > now) return cached.claims;
+    if (cached && cached.claims.exp * 1000 <= now) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
     let claims: TokenClaims;
     try {
       const header = decodeProtectedHeader(token);
@@ -71,19 +98,9 @@ export class TokenService {
       if (error instanceof errors.JWTExpired) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
       throw new AppException('AUTH_TOKEN_INVALID', 'The access token is invalid');
     }
-    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat, claims.sid)) {
-      throw new AppException('AUTH_TOKEN_INVALID', 'The access token has been revoked');
-    }
-    return {
-      organizationId: claims.org_id,
-      subject: claims.sub,
-      subjectType: claims.sub.startsWith('user_') ? 'user' : 'api_key',
-      scopes: new Set(claims.scope.split(' ').filter(Boolean)),
-      tokenId: claims.jti,
-      sessionId: claims.sid,
-      issuedAt: claims.iat,
-      expiresAt: claims.exp,
-    };
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { claims, until: Math.min(now + VERIFIED_CACHE_MS, claims.exp * 1000) });
+    return claims;
   }
 
   async revoke(auth: Pick<AuthContext, 'tokenId' | 'organizationId' | 'expiresAt'>): Promise<void> {

@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import { preparedQuery } from '@app/database';
+import { createHash } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { RoleSummary } from '../roles/roles.repository';
 import { SqlParams } from './user-query';
@@ -58,15 +60,16 @@ export class UsersRepository {
     return manager ?? this.dataSource;
   }
 
-  /** One user with the primary role name and every role (with permissions), in one query. */
+  /**
+   * One user with the primary role name and every role (with permissions), in one query. Outside a
+   * transaction it runs as a named prepared statement: the hot path of GET /users/{id} skips
+   * PostgreSQL's parse and plan on every call.
+   */
   async findDetailed(organizationId: string, id: string, manager?: Queryable): Promise<UserRecord | undefined> {
-    const rows: UserRecord[] = await this.db(manager).query(
-      `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
+    const text = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
          FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-        WHERE u.organization_id = $1 AND u.id = $2`,
-      [organizationId, id],
-    );
-    return rows[0];
+        WHERE u.organization_id = $1 AND u.id = $2`;
+    return (await preparedQuery<UserRecord>(this.dataSource, manager, 'users_find_detailed', text, [organizationId, id])).rows[0];
   }
 
   async findManyDetailed(organizationId: string, ids: string[], manager?: Queryable): Promise<Map<string, UserRecord>> {
@@ -91,7 +94,7 @@ export class UsersRepository {
   /** Inserts users in one statement; those whose email is taken are skipped. Returns the ids inserted. */
   async insertMany(manager: Queryable, organizationId: string, users: NewUser[]): Promise<Set<string>> {
     if (users.length === 0) return new Set();
-    const rows: { id: string }[] = await manager.query(
+    const { rows } = await preparedQuery<{ id: string }>(this.dataSource, manager, 'users_insert_many',
       `INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, password_hash, metadata)
        SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, t.password_hash, t.metadata
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
@@ -178,7 +181,7 @@ export class UsersRepository {
   /** Counts the user as active this UTC month (CONTRACT §5). */
   async markActive(manager: Queryable, organizationId: string, userIds: string[]): Promise<void> {
     if (userIds.length === 0) return;
-    await manager.query(
+    await preparedQuery(this.dataSource, manager, 'users_mark_active',
       `INSERT INTO user_activity_months (organization_id, month, user_id)
        SELECT $1, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'), unnest($2::text[]) ON CONFLICT DO NOTHING`,
       [organizationId, userIds],
@@ -195,19 +198,39 @@ export class UsersRepository {
     return { count: rows[0]!.n, includesUser: rows[0]!.mine };
   }
 
-  /** A page of users: `where` and `order` are built from whitelists with bind parameters. */
+  /**
+   * A page of users: `where` and `order` are built from whitelists with bind parameters. The text
+   * depends only on the query's shape, so it runs as a prepared statement named by its hash:
+   * repeated list and search shapes skip PostgreSQL's (costly, for trigram predicates) planning.
+   */
   async page(params: SqlParams, where: string[], order: string, extraColumns: string, limit: number, offset: number): Promise<(UserRecord & Record<string, string>)[]> {
     const extra = extraColumns ? `, ${extraColumns}` : '';
-    return this.dataSource.query(
-      `${SELECT_USER.replace('SELECT u.*, pr.name AS role_name', `SELECT u.*, pr.name AS role_name${extra}`)}
-        WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${params.p(limit)} OFFSET ${params.p(offset)}`,
-      params.values,
-    );
+    const text = `${SELECT_USER.replace('SELECT u.*, pr.name AS role_name', `SELECT u.*, pr.name AS role_name${extra}`)}
+        WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${params.p(limit)} OFFSET ${params.p(offset)}`;
+    return (await this.shaped<UserRecord & Record<string, string>>(text, params.values)).rows;
   }
 
   async count(params: SqlParams, where: string[]): Promise<number> {
-    const rows: { n: number }[] = await this.dataSource.query(`SELECT count(*)::int AS n FROM users u WHERE ${where.join(' AND ')}`, params.values);
+    const { rows } = await this.shaped<{ n: number }>(`SELECT count(*)::int AS n FROM users u WHERE ${where.join(' AND ')}`, params.values);
     return rows[0]!.n;
+  }
+
+  private shaped<T>(text: string, values: unknown[]) {
+    return preparedQuery<T>(this.dataSource, undefined, `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values);
+  }
+
+  /** Exact count when it is below `cap`; otherwise the planner's estimate (never less than `cap`). */
+  async countOrEstimate(params: SqlParams, where: string[], cap: number): Promise<number> {
+    const { rows: counted } = await this.shaped<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM users u WHERE ${where.join(' AND ')} LIMIT ${cap}) s`,
+      params.values,
+    );
+    const n = counted[0]!.n;
+    if (n < cap) return n;
+    const [row] = (await this.dataSource.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM users u WHERE ${where.join(' AND ')}`, params.values)) as {
+      'QUERY PLAN': { Plan: { 'Plan Rows': number } }[];
+    }[];
+    return Math.max(cap, Math.round(row!['QUERY PLAN'][0]!.Plan['Plan Rows']));
   }
 
   async rolesOfUsers(organizationId: string, userIds: string[]): Promise<Map<string, RoleSummary[]>> {

@@ -29,12 +29,41 @@ import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
+/** Offset-mode totals are exact, and reused for this long unless this instance changes the org's users. */
+const TOTAL_CACHE_MS = 5000;
+/** Keyset-mode totals are exact up to this many matches, the planner's estimate beyond. */
+const EXACT_ESTIMATE_CAP = 1000;
+/** Keyset-mode estimates are reused this long. */
+const ESTIMATE_CACHE_MS = 30_000;
 const DEFAULT_SORT: SortKey[] = [{ field: 'created_at', direction: 'desc' }];
 
-interface CursorPosition {
+interface CursorPosition<S> {
+  /** The query the cursor belongs to (sort and filters). */
+  q: S;
+  /** Sort values and id of the last row returned. */
   v: string[];
   id: string;
+  /** The total (or estimate) when the walk began. */
   t: number;
+}
+
+interface ListShape extends Record<string, string | undefined> {
+  sort: string | undefined;
+  status: string | undefined;
+  role: string | undefined;
+  search: string | undefined;
+}
+
+interface SearchShape extends Record<string, string | undefined> {
+  sort: string | undefined;
+  q: string | undefined;
+  filters: string | undefined;
+  fields: string | undefined;
+}
+
+/** Sort parameters compared by meaning: "email:asc", ["email:asc"] and "email" are the same. */
+function normalizeSort(raw: string | undefined): string {
+  return parseSort(raw, DEFAULT_SORT).map((k) => `${k.field}:${k.direction}`).join(',');
 }
 
 export interface BulkItemResult {
@@ -47,6 +76,7 @@ export interface BulkItemResult {
 @Injectable()
 export class UsersService {
   private readonly cursors: CursorCodec;
+  private readonly totals = new Map<string, Map<string, { total: number; at: number }>>();
 
   constructor(
     private readonly users: UsersRepository,
@@ -82,7 +112,7 @@ export class UsersService {
     const [role] = await this.roles.resolve(organizationId, [dto.role ?? DEFAULT_ROLE_NAME], 'role');
     const passwordHash = dto.password ? await PasswordHasher.hash(dto.password) : null;
     const id = newId('user');
-    return this.transactions.run(async (manager) => {
+    return this.write(organizationId, async (manager) => {
       const inserted = await this.users.insertMany(manager, organizationId, [
         { id, email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: role!.id, passwordHash, metadata: dto.metadata ?? {} },
       ]);
@@ -140,7 +170,7 @@ export class UsersService {
     }
     if (Object.keys(changes).length === 0) return current;
 
-    const user = await this.transactions.run(async (manager) => {
+    const user = await this.write(organizationId, async (manager) => {
       if (!(await this.users.update(manager, organizationId, id, changes, expectedVersion))) {
         throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
       }
@@ -164,7 +194,7 @@ export class UsersService {
     const current = await this.get(organizationId, id);
     const expectedVersion = this.expectedVersion(current, ifMatch);
     const deletedAt = new Date();
-    await this.transactions.run(async (manager) => {
+    await this.write(organizationId, async (manager) => {
       const done = soft
         ? await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt }, expectedVersion)
         : await this.users.delete(manager, organizationId, id);
@@ -182,7 +212,7 @@ export class UsersService {
   async restore(organizationId: string, id: string): Promise<UserRecord> {
     const current = await this.get(organizationId, id, { includeDeleted: true });
     if (!current.deleted_at) return current;
-    return this.transactions.run(async (manager) => {
+    return this.write(organizationId, async (manager) => {
       await this.users.update(manager, organizationId, id, { status: 'active', deleted_at: null });
       const user = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(user), changes: ['status'] });
@@ -213,7 +243,7 @@ export class UsersService {
   }
 
   private async changeRoles(organizationId: string, current: UserRecord, change: (m: EntityManager) => Promise<void>): Promise<UserRecord> {
-    return this.transactions.run(async (manager) => {
+    return this.write(organizationId, async (manager) => {
       await change(manager);
       const updated = (await this.users.findDetailed(organizationId, current.id, manager))!;
       const before = (current.roles ?? []).map((r) => r.name);
@@ -225,82 +255,141 @@ export class UsersService {
     });
   }
 
-  /** GET /users: offset mode, or keyset mode when a cursor is passed (CONTRACT §7). */
+  /**
+   * GET /users: offset mode, or keyset mode when a cursor is passed (CONTRACT §7). A cursor carries
+   * the sort and filters it was made for, so `?cursor=…` alone continues the walk (seed §8.2);
+   * sending other ones with it is 400 INVALID_CURSOR.
+   */
   async list(organizationId: string, query: ListUsersQuery) {
-    const sort = parseSort(query.sort, DEFAULT_SORT);
+    const asked: ListShape = { sort: query.sort === undefined ? undefined : normalizeSort(query.sort), status: query.status, role: query.role, search: query.search };
+    const { shape, position } = this.resume('list', organizationId, query.cursor, asked);
+    const sort = parseSort(shape.sort, DEFAULT_SORT);
     const params = new SqlParams();
     const where = [`u.organization_id = ${params.p(organizationId)}`];
-    if (query.status === 'deleted') where.push('u.deleted_at IS NOT NULL');
+    if (shape.status === 'deleted') where.push('u.deleted_at IS NOT NULL');
     else {
       where.push('u.deleted_at IS NULL');
-      if (query.status) where.push(`u.status = ${params.p(query.status)}`);
+      if (shape.status) where.push(`u.status = ${params.p(shape.status)}`);
     }
-    if (query.role) {
-      where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(query.role)})`);
+    if (shape.role) {
+      where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(shape.role)})`);
     }
-    where.push(...textSearchConditions(query.search, params));
-    const binding = this.binding('list', organizationId, { sort, status: query.status, role: query.role, search: query.search });
-    return this.runPage(params, where, sort, query.limit, query.offset, query.cursor, binding, 'offset', (u) => mapUserSummary(u));
+    where.push(...textSearchConditions(shape.search, params));
+    return this.runPage({ kind: 'list', organizationId, shape, position, params, where, sort, limit: query.limit, offset: query.offset, map: (u) => mapUserSummary(u) });
   }
 
   /** GET /users/search: q, filters, multi-key sort, fields, keyset pagination. */
   async search(organizationId: string, query: SearchUsersQuery) {
-    const sort = parseSort(query.sort, DEFAULT_SORT);
-    const fields = parseFields(query.fields);
+    const asked: SearchShape = { sort: query.sort === undefined ? undefined : normalizeSort(query.sort), q: query.q, filters: query.filters, fields: query.fields };
+    const { shape, position } = this.resume('search', organizationId, query.cursor, asked);
+    const sort = parseSort(shape.sort, DEFAULT_SORT);
+    const fields = parseFields(shape.fields);
     const params = new SqlParams();
     const where = [`u.organization_id = ${params.p(organizationId)}`];
-    const filters = parseFilters(query.filters, organizationId, params);
+    const filters = parseFilters(shape.filters, organizationId, params);
     if (!filters.includesDeleted) where.push('u.deleted_at IS NULL');
-    where.push(...filters.conditions, ...textSearchConditions(query.q, params));
-    const binding = this.binding('search', organizationId, { sort, q: query.q, filters: query.filters, fields });
-    const page = await this.runPage(params, where, sort, query.limit, 0, query.cursor, binding, 'keyset', (u) =>
-      fields ? projectUser(u, fields) : mapUserSummary(u),
-      fields?.includes('roles') ?? false,
-    );
-    return page;
+    where.push(...filters.conditions, ...textSearchConditions(shape.q, params));
+    return this.runPage({
+      kind: 'search', organizationId, shape, position, params, where, sort, limit: query.limit, offset: 0, keysetOnly: true,
+      map: (u) => (fields ? projectUser(u, fields) : mapUserSummary(u)),
+      withRoles: fields?.includes('roles') ?? false,
+    });
   }
 
-  private async runPage(
-    params: SqlParams,
-    where: string[],
-    sort: SortKey[],
-    limit: number,
-    offset: number,
-    cursor: string | undefined,
-    binding: string,
-    mode: 'offset' | 'keyset',
-    map: (u: UserRecord) => Record<string, unknown>,
-    withRoles = false,
-  ) {
-    let total: number;
-    let keyset = mode === 'keyset';
-    if (cursor) {
-      const position = this.cursors.decode<CursorPosition>(cursor, binding);
-      if (!position || !Array.isArray(position.v) || typeof position.id !== 'string') {
-        throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
+  /** Decodes a cursor and checks that the request does not contradict the query it was made for. */
+  private resume<S extends Record<string, string | undefined>>(kind: string, organizationId: string, cursor: string | undefined, asked: S) {
+    if (!cursor) return { shape: { ...asked, sort: normalizeSort(asked.sort) } as S, position: undefined };
+    const position = this.cursors.decode<CursorPosition<S>>(cursor, `${kind}:${organizationId}`);
+    if (!position || !Array.isArray(position.v) || typeof position.id !== 'string' || typeof position.q !== 'object' || position.q === null) {
+      throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
+    }
+    for (const [key, value] of Object.entries(asked)) {
+      if (value !== undefined && value !== position.q[key]) {
+        throw new AppException('INVALID_CURSOR', `The cursor was made for another ${key}; send the cursor alone or with the same parameters`);
       }
+    }
+    return { shape: position.q, position };
+  }
+
+  private async runPage<S>(page: {
+    kind: string;
+    organizationId: string;
+    shape: S;
+    position: CursorPosition<S> | undefined;
+    params: SqlParams;
+    where: string[];
+    sort: SortKey[];
+    limit: number;
+    offset: number;
+    keysetOnly?: boolean;
+    map: (u: UserRecord) => Record<string, unknown>;
+    withRoles?: boolean;
+  }) {
+    const { params, sort, limit, position } = page;
+    let { where, offset } = page;
+    const binding = this.binding(page.kind, page.organizationId, page.shape);
+    const keyset = page.keysetOnly === true || position !== undefined;
+    let total: number;
+    if (position) {
       total = Number(position.t) || 0;
-      keyset = true;
       where = [...where, keysetCondition(sort, position.v, position.id, params)];
       offset = 0;
+    } else if (keyset) {
+      total = await this.cachedTotal(binding, params, where, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(params, where, EXACT_ESTIMATE_CAP));
     } else {
-      total = await this.users.count(params, where);
+      total = await this.cachedTotal(binding, params, where, TOTAL_CACHE_MS, () => this.users.count(params, where));
     }
     const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset);
     const hasMore = rows.length > limit;
     const pageRows = rows.slice(0, limit);
-    if (withRoles && pageRows.length > 0) {
-      const roles = await this.users.rolesOfUsers(pageRows[0]!.organization_id, pageRows.map((r) => r.id));
+    if (page.withRoles && pageRows.length > 0) {
+      const roles = await this.users.rolesOfUsers(page.organizationId, pageRows.map((r) => r.id));
       for (const row of pageRows) row.roles = roles.get(row.id) ?? [];
     }
     const last = pageRows[pageRows.length - 1];
     const nextCursor =
       hasMore && last
-        ? this.cursors.encode(binding, { v: sort.map((_, i) => last[`_k${i}`]), id: last.id, t: total } satisfies CursorPosition)
+        ? this.cursors.encode(`${page.kind}:${page.organizationId}`, {
+            q: page.shape,
+            v: sort.map((_, i) => last[`_k${i}`]!),
+            id: last.id,
+            t: total,
+          } satisfies CursorPosition<S>)
         : null;
-    const data = pageRows.map(map);
+    const data = pageRows.map(page.map);
     if (keyset) return { data, pagination: { limit, has_more: hasMore, next_cursor: nextCursor, total_estimate: total } };
     return { data, pagination: { total, limit, offset, has_more: hasMore, next_cursor: nextCursor } };
+  }
+
+  private async cachedTotal(binding: string, params: SqlParams, _where: string[], ttlMs: number, compute: () => Promise<number>): Promise<number> {
+    const organizationId = params.values[0] as string;
+    let byQuery = this.totals.get(organizationId);
+    const hit = byQuery?.get(binding);
+    if (hit && Date.now() - hit.at < ttlMs) return hit.total;
+    const total = await compute();
+    if (!byQuery) {
+      if (this.totals.size > 10_000) this.totals.clear();
+      byQuery = new Map();
+      this.totals.set(organizationId, byQuery);
+    }
+    if (byQuery.size > 100) byQuery.clear();
+    byQuery.set(binding, { total, at: Date.now() });
+    return total;
+  }
+
+  /** Runs a change to the organization's users; its cached totals are dropped before and after. */
+  private async write<T>(organizationId: string, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    this.changed(organizationId);
+    try {
+      return await this.transactions.run(work);
+    } finally {
+      this.changed(organizationId);
+    }
+  }
+
+  /** Any change to an organization's users drops its cached totals (this instance's). */
+  private changed(organizationId: string): void {
+    this.totals.delete(organizationId);
   }
 
   private binding(kind: string, organizationId: string, query: unknown): string {
@@ -384,7 +473,7 @@ export class UsersService {
     const anyFailed = () => results.some((r, i) => !r.success && r.error && !toInsert.some((t) => t.index === i));
     if (failOnError && anyFailed()) return this.bulkRolledBack(results, toInsert.map((t) => t.index));
 
-    const outcome = await this.transactions.run(async (manager) => {
+    const outcome = await this.write(organizationId, async (manager) => {
       const inserted = await this.users.insertMany(manager, organizationId, toInsert.map((t) => t.user));
       const lost = toInsert.filter((t) => !inserted.has(t.user.id));
       if (failOnError && lost.length > 0) {

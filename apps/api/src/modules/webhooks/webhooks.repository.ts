@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { preparedQuery } from '@app/database';
 import { DataSource, EntityManager } from 'typeorm';
 import { WebhookAttemptEntity, WebhookDeliveryEntity, WebhookEntity } from './entities/webhook.entities';
 
@@ -51,10 +52,11 @@ export class WebhooksRepository {
 
   /** Active endpoints of the organization subscribed to an event (or to everything). */
   async subscribers(manager: Queryable, organizationId: string, eventType: string): Promise<{ id: string }[]> {
-    return manager.query(
+    const { rows } = await preparedQuery<{ id: string }>(this.dataSource, manager, 'webhooks_subscribers',
       `SELECT id FROM webhooks WHERE organization_id = $1 AND active AND ($2 = ANY(events) OR '*' = ANY(events))`,
       [organizationId, eventType],
     );
+    return rows;
   }
 
   async insertDeliveries(manager: Queryable | undefined, deliveries: Pick<WebhookDeliveryEntity, 'id' | 'organizationId' | 'webhookId' | 'eventId' | 'eventType' | 'orderKey' | 'payload'>[]): Promise<void> {
