@@ -18,7 +18,7 @@ export default async function globalSetup(): Promise<void> {
   let embeddedDir: string | undefined;
   if (!adminUrl) {
     embeddedDir = mkdtempSync(join(tmpdir(), 'um-test-pg-'));
-    const db = await startEmbeddedPostgres({ dir: embeddedDir, database: 'postgres' });
+    const db = await startEmbeddedPostgres({ dir: embeddedDir, database: 'postgres', sharedBuffers: '128MB' });
     (globalThis as { __EMBEDDED_PG__?: unknown }).__EMBEDDED_PG__ = db;
     adminUrl = db.url;
   }

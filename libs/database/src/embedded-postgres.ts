@@ -32,6 +32,7 @@ export async function freePort(): Promise<number> {
 export async function startEmbeddedPostgres(options: {
   dir: string;
   database: string;
+  sharedBuffers?: string;
   log?: (message: string) => void;
 }): Promise<RunningDatabase> {
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK'] as const;
@@ -68,7 +69,12 @@ export async function startEmbeddedPostgres(options: {
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'fsync=on'],
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'max_connections=300',
+      // Enough cache for a million users' rows and indexes; PostgreSQL's default is 128MB.
+      '-c', `shared_buffers=${options.sharedBuffers ?? '512MB'}`,
+    ],
     onLog: log,
     onError: (e: unknown) => log(String(e)),
   });

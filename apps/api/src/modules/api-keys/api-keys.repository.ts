@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { preparedQuery } from '@app/database';
 import { EntityManager, IsNull, Repository } from 'typeorm';
 import { ApiKeyEntity } from './entities/api-key.entity';
 
@@ -7,8 +8,15 @@ import { ApiKeyEntity } from './entities/api-key.entity';
 export class ApiKeysRepository {
   constructor(@InjectRepository(ApiKeyEntity) private readonly repo: Repository<ApiKeyEntity>) {}
 
-  findByHash(keyHash: string): Promise<ApiKeyEntity | null> {
-    return this.repo.findOneBy({ keyHash });
+  /** The hot path of POST /auth/token: a prepared statement on the unique hash index. */
+  async findByHash(keyHash: string): Promise<ApiKeyEntity | null> {
+    const { rows } = await preparedQuery<ApiKeyEntity>(this.repo.manager.connection, undefined, 'api_keys_by_hash',
+      `SELECT id, organization_id AS "organizationId", name, key_prefix AS "keyPrefix", key_hash AS "keyHash", scopes,
+              created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+         FROM api_keys WHERE key_hash = $1`,
+      [keyHash],
+    );
+    return rows[0] ?? null;
   }
 
   findActive(organizationId: string, id: string): Promise<ApiKeyEntity | null> {

@@ -28,6 +28,8 @@ export function generateApiKey(mode: 'live' | 'test' = 'live'): string {
 
 @Injectable()
 export class ApiKeysService {
+  private readonly lastTouched = new Map<string, number>();
+
   constructor(
     private readonly keys: ApiKeysRepository,
     private readonly masterKey: MasterKeyService,
@@ -79,7 +81,12 @@ export class ApiKeysService {
     const hash = this.hash(secret);
     const key = await this.keys.findByHash(hash);
     if (!key || key.revokedAt || !MasterKeyService.safeEqual(key.keyHash, hash)) return null;
-    void this.keys.touchLastUsed(key.id).catch(() => undefined);
+    // last_used_at has minute precision: write it at most once a minute per key and process.
+    const now = Date.now();
+    if ((this.lastTouched.get(key.id) ?? 0) < now - 60_000) {
+      this.lastTouched.set(key.id, now);
+      void this.keys.touchLastUsed(key.id).catch(() => undefined);
+    }
     return key;
   }
 

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { preparedQuery } from '@app/database';
 import { DataSource, EntityManager } from 'typeorm';
 import { RoleEntity } from './entities/role.entity';
 
@@ -67,10 +68,11 @@ export class RolesRepository {
   /** Roles matched by name or id, in one query. */
   async findByRefs(organizationId: string, refs: string[], manager?: EntityManager): Promise<RoleSummary[]> {
     if (refs.length === 0) return [];
-    return (manager ?? this.dataSource).query(
+    const { rows } = await preparedQuery<RoleSummary>(this.dataSource, manager, 'roles_find_by_refs',
       `SELECT id, name, display_name, permissions FROM roles
         WHERE organization_id = $1 AND (name = ANY($2::text[]) OR id = ANY($2::text[]))`,
       [organizationId, refs],
     );
+    return rows;
   }
 }

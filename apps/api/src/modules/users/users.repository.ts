@@ -144,8 +144,9 @@ export class UsersRepository {
     sets.push('version = version + 1', 'updated_at = now()');
     const where = [`organization_id = ${params.p(organizationId)}`, `id = ${params.p(id)}`];
     if (expectedVersion !== undefined) where.push(`version = ${params.p(expectedVersion)}`);
-    const result: [unknown[], number] = await manager.query(`UPDATE users SET ${sets.join(', ')} WHERE ${where.join(' AND ')}`, params.values);
-    return result[1] > 0;
+    const text = `UPDATE users SET ${sets.join(', ')} WHERE ${where.join(' AND ')}`;
+    const { rowCount } = await preparedQuery(this.dataSource, manager, `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, params.values);
+    return rowCount > 0;
   }
 
   async recordLogin(manager: Queryable, organizationId: string, id: string): Promise<void> {

@@ -76,7 +76,7 @@ export interface BulkItemResult {
 @Injectable()
 export class UsersService {
   private readonly cursors: CursorCodec;
-  private readonly totals = new Map<string, Map<string, { total: number; at: number }>>();
+  private readonly totals = new Map<string, Map<string, { total: Promise<number>; at: number }>>();
 
   constructor(
     private readonly users: UsersRepository,
@@ -366,7 +366,9 @@ export class UsersService {
     let byQuery = this.totals.get(organizationId);
     const hit = byQuery?.get(binding);
     if (hit && Date.now() - hit.at < ttlMs) return hit.total;
-    const total = await compute();
+    // Single flight: concurrent requests for the same total share one count.
+    const total = compute();
+    total.catch(() => byQuery?.delete(binding));
     if (!byQuery) {
       if (this.totals.size > 10_000) this.totals.clear();
       byQuery = new Map();
