@@ -111,7 +111,7 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(bad.body.error.code).toBe('VALIDATION_ERROR');
     await t.drainEvents();
     const events = await t.sql<{ type: string; data: { changes?: string[]; roles?: string[] } }>(
-      `SELECT type, data FROM outbox_events WHERE data->'user'->>'id' = $1 ORDER BY occurred_at, id`,
+      `SELECT type, data FROM outbox_events WHERE data->'user'->>'id' = $1 ORDER BY seq`,
       [created.id],
     );
     expect(events.map((e) => e.type)).toEqual(['user.created', 'user.updated', 'user.role_changed', 'user.updated']);

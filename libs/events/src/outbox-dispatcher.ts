@@ -124,7 +124,7 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
     const { rows } = await preparedQuery<OutboxRow>(this.dataSource, manager, 'outbox_claim',
       `SELECT id, organization_id, type, data, occurred_at, attempts FROM outbox_events
         WHERE dispatched_at IS NULL AND next_attempt_at <= now()
-        ORDER BY occurred_at, id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED`, []);
+        ORDER BY seq LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED`, []);
     return rows;
   }
 }

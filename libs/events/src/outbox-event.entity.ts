@@ -1,10 +1,16 @@
-import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { Column, Entity, Generated, Index, PrimaryColumn } from 'typeorm';
 
 @Entity('outbox_events')
 @Index('IDX_outbox_events_pending', ['nextAttemptAt', 'occurredAt'], { where: '"dispatched_at" IS NULL' })
 export class OutboxEventEntity {
   @PrimaryColumn('text')
   id!: string;
+
+  /** Commit-independent order of publication: events are dispatched in this order. */
+  @Index('IDX_outbox_events_pending_seq', { where: '"dispatched_at" IS NULL' })
+  @Column('bigint')
+  @Generated('increment')
+  seq!: string;
 
   @Column('text')
   organizationId!: string;
