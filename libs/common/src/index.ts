@@ -4,3 +4,4 @@ export * from './validation';
 export * from './auth';
 export * from './pagination';
 export * from './outbound';
+export * from './background';

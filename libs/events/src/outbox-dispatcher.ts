@@ -1,5 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
+import { WorkLoop } from '@app/common';
 import { preparedQuery, TransactionRunner } from '@app/database';
 import { DataSource, EntityManager } from 'typeorm';
 import { DispatchedEvent, DomainEvent, DomainEventName } from './event-map';
@@ -17,10 +18,8 @@ const COALESCE_MS = 10;
 @Injectable()
 export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(OutboxDispatcher.name);
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  // A few milliseconds' wait after a kick lets events committed together under load go out as one batch.
+  private readonly loop = new WorkLoop(() => this.drain(), { pollMs: POLL_INTERVAL_MS, coalesceMs: COALESCE_MS, logger: this.logger, what: 'Outbox dispatch' });
 
   constructor(
     private readonly dataSource: DataSource,
@@ -31,48 +30,26 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
   }
 
   onApplicationBootstrap(): void {
-    this.timer = setInterval(() => this.kick(), POLL_INTERVAL_MS);
-    this.timer.unref();
-    this.kick();
+    this.loop.start();
   }
 
   /** Before the database pool closes: finish the batch in hand, start no other. */
   async beforeApplicationShutdown(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop.stop();
   }
 
-  /** Wakes the dispatcher; coalesces calls that arrive while a pass is running. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    // A few milliseconds' wait lets events committed together under load go out as one batch.
-    this.running = new Promise((resolve) => setTimeout(resolve, COALESCE_MS))
-      .then(() => this.drain())
-      .catch((error: unknown) => this.logger.error({ err: error }, 'Outbox dispatch failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    this.loop.kick();
   }
 
-  /** Waits for the pass in flight (if any), then works until nothing is due: tests wait on it. */
-  async settle(): Promise<void> {
-    await this.running;
-    await this.drain();
-    await this.running;
+  /** Waits until every committed event has been dispatched (tests). */
+  settle(): Promise<void> {
+    return this.loop.settle();
   }
 
-  /** Dispatches until nothing is due. Resolves when done; used by tests to wait for side effects. */
+  /** Dispatches until nothing is due. */
   async drain(): Promise<void> {
-    while (!this.stopped && (await this.dispatchBatch()) === BATCH_SIZE) {
+    while (!this.loop.isStopped && (await this.dispatchBatch()) === BATCH_SIZE) {
       /* keep going while batches come back full */
     }
   }

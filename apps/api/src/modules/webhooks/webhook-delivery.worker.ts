@@ -1,4 +1,5 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { WorkLoop } from '@app/common';
 import { APP_CONFIG, AppConfig, MasterKeyService } from '@app/config';
 import { newId } from '@app/events';
 import { WebhookSender } from './webhook-sender';
@@ -19,10 +20,7 @@ export const WEBHOOK_SECRET_PURPOSE = 'webhook-secret';
 @Injectable()
 export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(WebhookDeliveryWorker.name);
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly loop = new WorkLoop(() => this.drain(), { pollMs: POLL_INTERVAL_MS, logger: this.logger, what: 'Webhook delivery pass' });
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -32,45 +30,26 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
   ) {}
 
   onApplicationBootstrap(): void {
-    if (this.config.webhookWorkers === 0) return;
-    this.timer = setInterval(() => this.kick(), POLL_INTERVAL_MS);
-    this.timer.unref();
-    this.kick();
+    if (this.config.webhookWorkers > 0) this.loop.start();
   }
 
+  /** Finishes the sends in flight before the database closes. */
   async beforeApplicationShutdown(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop.stop();
   }
 
   kick(): void {
-    if (this.stopped || this.config.webhookWorkers === 0) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.drain()
-      .catch((error: unknown) => this.logger.error({ err: error }, 'Webhook delivery pass failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    if (this.config.webhookWorkers > 0) this.loop.kick();
   }
 
-  /** Waits for the pass in flight (if any), then works until nothing is due: tests wait on it. */
-  async settle(): Promise<void> {
-    await this.running;
-    await this.drain();
-    await this.running;
+  /** Sends everything due now, waiting for a pass in flight first (tests). */
+  settle(): Promise<void> {
+    return this.loop.settle();
   }
 
-  /** Sends everything due now; resolves when nothing is due (tests wait on it). */
+  /** Claims and sends due deliveries until none is due. */
   async drain(): Promise<void> {
-    while (!this.stopped) {
+    while (!this.loop.isStopped) {
       const batch = await this.repository.claimDue(this.config.webhookWorkers || 4, LEASE_SECONDS);
       if (batch.length === 0) return;
       await Promise.all(batch.map((d) => this.deliver(d)));

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { MaxJsonSize, toBoolean } from '@app/common';
+import { MaxJsonSize, OffsetPaginationQuery, toBoolean } from '@app/common';
 import { Transform, Type } from 'class-transformer';
 import {
   ArrayMaxSize,
@@ -98,23 +98,8 @@ export class UpdateUserDto {
   metadata?: Record<string, unknown>;
 }
 
-export class ListUsersQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(100)
-  limit: number = 25;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  @Max(10_000_000)
-  offset: number = 0;
-
+/** limit 1-100 (default 25) and offset come from the shared offset pagination query. */
+export class ListUsersQuery extends OffsetPaginationQuery {
   @ApiPropertyOptional({ example: 'admin' })
   @IsOptional()
   @IsString()

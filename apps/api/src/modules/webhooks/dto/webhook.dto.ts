@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { OffsetPaginationQuery } from '@app/common';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 
 export const WEBHOOK_EVENTS = ['user.created', 'user.updated', 'user.deleted', 'user.login', 'user.role_changed', '*'] as const;
 /** whsec_ + base64 of 24 to 64 bytes. */
@@ -60,19 +60,4 @@ export class UpdateWebhookDto {
   active?: boolean;
 }
 
-export class DeliveriesQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(100)
-  limit: number = 25;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  offset: number = 0;
-}
+export class DeliveriesQuery extends OffsetPaginationQuery {}
