@@ -9,7 +9,8 @@ import { ClaimedDelivery, WebhooksRepository } from './webhooks.repository';
 export const RETRY_SCHEDULE_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
 const DISABLE_AFTER_FAILING_MS = 5 * 86_400_000;
 const POLL_INTERVAL_MS = 1000;
-const LEASE_SECONDS = 60;
+// Longer than a send can take (10 s timeout); a process that dies mid-send frees its claims this soon.
+const LEASE_SECONDS = 15;
 export const WEBHOOK_SECRET_PURPOSE = 'webhook-secret';
 
 /**
