@@ -1,5 +1,6 @@
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { ApiResponseSchemaHost, DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+type SchemaObject = ApiResponseSchemaHost['schema'];
 import { AppConfig } from '@app/config';
 
 const DESCRIPTION = `
@@ -15,6 +16,38 @@ Self-hostable User Management API. All resource paths are under \`/v2\`.
 * \`/v1/*\` answers 410 \`API_VERSION_SUNSET\`.
 `;
 
+/** The envelope every error uses (seed §5, CONTRACT §3). */
+const ERROR_SCHEMA: SchemaObject = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message', 'request_id', 'timestamp'],
+      properties: {
+        code: { type: 'string', example: 'VALIDATION_ERROR' },
+        message: { type: 'string' },
+        details: {
+          description: 'For validation errors: one entry per problem',
+          oneOf: [
+            {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: { field: { type: 'string' }, issue: { type: 'string' }, provided: {}, code: { type: 'string', example: 'INVALID_EMAIL_FORMAT' } },
+              },
+            },
+            { type: 'object' },
+          ],
+        },
+        retry_after: { type: 'integer', description: 'Seconds (429 only)' },
+        request_id: { type: 'string', example: 'req_abc123def456' },
+        timestamp: { type: 'string', format: 'date-time' },
+      },
+    },
+  },
+};
+
 /** OpenAPI 3.1 generated from the code, served at /openapi.json and /openapi/v2.1.yaml, rendered at /docs. */
 export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): void {
   const document = SwaggerModule.createDocument(
@@ -26,6 +59,15 @@ export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): vo
       .setVersion('2.1.0')
       .addServer(config.publicBaseUrl)
       .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
+      .addGlobalResponse(
+        { status: 400, description: 'MALFORMED_REQUEST, MISSING_REQUIRED_FIELD, VALIDATION_ERROR (query), INVALID_FILTER, INVALID_CURSOR', schema: ERROR_SCHEMA },
+        { status: 401, description: 'AUTH_TOKEN_MISSING, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED, AUTH_INVALID_CREDENTIALS', schema: ERROR_SCHEMA },
+        { status: 403, description: 'AUTH_INSUFFICIENT_SCOPE, PLAN_FEATURE_UNAVAILABLE, QUOTA_EXCEEDED', schema: ERROR_SCHEMA },
+        { status: 404, description: 'The resource does not exist in your organization (USER_NOT_FOUND, ROLE_NOT_FOUND, …)', schema: ERROR_SCHEMA },
+        { status: 422, description: 'VALIDATION_ERROR (body), INVALID_ROLE, IDEMPOTENCY_KEY_REUSED, INVALID_WEBHOOK_URL', schema: ERROR_SCHEMA },
+        { status: 429, description: 'RATE_LIMIT_EXCEEDED or ACCOUNT_LOCKED, with Retry-After and error.retry_after', schema: ERROR_SCHEMA },
+        { status: 500, description: 'INTERNAL_ERROR (no internals; quote request_id)', schema: ERROR_SCHEMA },
+      )
       .build(),
   );
   SwaggerModule.setup('docs', app, document, {
