@@ -14,6 +14,9 @@ export function webhookPayload(event: string, timestamp: Date, data: unknown, we
  */
 @Injectable()
 export class WebhookFanoutListener {
+  /** Subscribers looked up once per dispatch transaction and organization/event type (a bulk create dispatches 100 alike). */
+  private readonly lookups = new WeakMap<object, Map<string, Promise<{ id: string }[]>>>();
+
   constructor(
     private readonly repository: WebhooksRepository,
     private readonly worker: WebhookDeliveryWorker,
@@ -25,7 +28,18 @@ export class WebhookFanoutListener {
   @OnEvent('user.login', { promisify: true, suppressErrors: false })
   @OnEvent('user.role_changed', { promisify: true, suppressErrors: false })
   async fanOut({ event, manager }: DispatchedEvent<DomainEventName>): Promise<void> {
-    const endpoints = await this.repository.subscribers(manager, event.organizationId, event.type);
+    let perTransaction = this.lookups.get(manager);
+    if (!perTransaction) {
+      perTransaction = new Map();
+      this.lookups.set(manager, perTransaction);
+    }
+    const key = `${event.organizationId}:${event.type}`;
+    let lookup = perTransaction.get(key);
+    if (!lookup) {
+      lookup = this.repository.subscribers(manager, event.organizationId, event.type);
+      perTransaction.set(key, lookup);
+    }
+    const endpoints = await lookup;
     if (endpoints.length === 0) return;
     const data = { ...(event.data as Record<string, unknown>) };
     delete data.send_welcome_email;
