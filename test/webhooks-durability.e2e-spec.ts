@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,5 +72,29 @@ describe('Webhook durability across processes (CONTRACT §9, §10)', () => {
     const got = receiver.on('/once');
     expect(got).toHaveLength(30);
     expect(new Set(got.map((r) => r.headers['webhook-id'])).size).toBe(30);
+  }, 90_000);
+
+  it('with WEBHOOK_WORKERS=0 the API sends nothing itself, and `npm run worker` delivers; the worker exits 0 on SIGTERM', async () => {
+    const api = await startApiProcess({ ...env, WEBHOOK_WORKERS: '0' });
+    running.push(api);
+    const token = (await call(api.baseUrl, '/v2/auth/token', { grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY })).body.access_token;
+    await call(api.baseUrl, '/v2/webhooks', { url: receiver.url('/worker'), events: ['user.created'] }, token);
+    // Only this API runs now: the processes of the tests above are stopped first.
+    await Promise.all(running.filter((p) => p !== api).map((p) => p.stop()));
+    const created = await call(api.baseUrl, '/v2/users', { email: 'worker@example.com', first_name: 'W', last_name: 'K' }, token);
+    expect(created.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(createdIds('/worker').size).toBe(0);
+
+    const childEnv: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, ...env, LOG_LEVEL: 'warn' })) if (v !== undefined) childEnv[k] = v;
+    const worker = spawn(process.execPath, [join(__dirname, '../dist/apps/api/src/worker.js')], { env: childEnv, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => worker.on('exit', resolve));
+    try {
+      await receiver.waitFor(() => createdIds('/worker').has(created.body.id as string), 30_000);
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   }, 90_000);
 });
