@@ -91,16 +91,19 @@ export class UsersRepository {
     return rows[0];
   }
 
-  /** Inserts users in one statement; those whose email is taken are skipped. Returns the ids inserted. */
-  async insertMany(manager: Queryable, organizationId: string, users: NewUser[]): Promise<Set<string>> {
-    if (users.length === 0) return new Set();
-    const { rows } = await preparedQuery<{ id: string }>(this.dataSource, manager, 'users_insert_many',
+  /**
+   * Inserts users in one statement; those whose email is taken are skipped. Returns the inserted
+   * rows (without roles), so a create needs no read-back.
+   */
+  async insertMany(manager: Queryable, organizationId: string, users: NewUser[]): Promise<Map<string, UserRecord>> {
+    if (users.length === 0) return new Map();
+    const { rows } = await preparedQuery<UserRecord>(this.dataSource, manager, 'users_insert_many_rows',
       `INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, password_hash, metadata)
        SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, t.password_hash, t.metadata
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
            AS t(id, email, first_name, last_name, role_id, password_hash, metadata)
        ON CONFLICT (organization_id, email_lower) DO NOTHING
-       RETURNING id`,
+       RETURNING *`,
       [
         organizationId,
         users.map((u) => u.id),
@@ -112,7 +115,7 @@ export class UsersRepository {
         users.map((u) => JSON.stringify(u.metadata)),
       ],
     );
-    return new Set(rows.map((r) => r.id));
+    return new Map(rows.map((r) => [r.id, r]));
   }
 
   /** Emails (lower-cased) among these that already belong to a user of the organization. */

@@ -116,9 +116,11 @@ export class UsersService {
       const inserted = await this.users.insertMany(manager, organizationId, [
         { id, email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: role!.id, passwordHash, metadata: dto.metadata ?? {} },
       ]);
-      if (!inserted.has(id)) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
+      const row = inserted.get(id);
+      if (!row) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
       await this.users.markActive(manager, organizationId, [id]);
-      const user = (await this.users.findDetailed(organizationId, id, manager))!;
+      // The new user has exactly the one role just resolved: no read-back needed.
+      const user: UserRecord = { ...row, role_name: role!.name, roles: [role!] };
       await this.events.publish(manager, organizationId, 'user.created', {
         user: userSnapshot(user),
         send_welcome_email: dto.send_welcome_email ?? false,
