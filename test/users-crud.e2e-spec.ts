@@ -189,6 +189,9 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(second.body.pagination).toMatchObject({ limit: 2, has_more: true, total_estimate: 5 });
     const same = await t.http().get(`/v2/users?limit=2&sort=last_name:asc&cursor=${encodeURIComponent(first.body.pagination.next_cursor)}`).set(auth()).expect(200);
     expect(same.body.data).toEqual(second.body.data);
+    const search = await t.http().get('/v2/users/search').set(auth()).expect(200);
+    expect(search.body.pagination.limit).toBe(25);
+    await t.http().get('/v2/users/search?limit=101').set(auth()).expect(400);
     const other = await t.http().get(`/v2/users?sort=email:asc&cursor=${encodeURIComponent(first.body.pagination.next_cursor)}`).set(auth()).expect(400);
     expect(other.body.error.code).toBe('INVALID_CURSOR');
   });

@@ -2,7 +2,6 @@ import { isAbsolute, resolve } from 'node:path';
 
 /** The typed, validated configuration. Nothing outside this library reads process.env. */
 export interface AppConfig {
-  nodeEnv: string;
   host: string;
   port: number;
   dataDir: string;
@@ -94,7 +93,6 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const publicBaseUrl = url('PUBLIC_BASE_URL', ['http:', 'https:']) ?? `http://localhost:${port}`;
 
   const config: AppConfig = {
-    nodeEnv: str('NODE_ENV') ?? 'development',
     host: str('HOST') ?? '0.0.0.0',
     port,
     dataDir: isAbsolute(dataDirRaw) ? dataDirRaw : resolve(process.cwd(), dataDirRaw),

@@ -6,6 +6,8 @@ import { EventPublisher, newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
 import { TokenDenylist } from '../auth/denylist/token-denylist.service';
 import { MAIL_LINK_PURPOSE } from '../mail/mail.listener';
+import { EntityManager } from 'typeorm';
+import { CredentialTokensRepository, EmailTokenRow } from './credential-tokens.repository';
 import { PasswordHasher } from './password-hasher';
 import { userSnapshot } from './users.mapper';
 import { UserRecord, UsersRepository } from './users.repository';
@@ -29,6 +31,7 @@ export class AccountTokensService {
     private readonly events: EventPublisher,
     private readonly masterKey: MasterKeyService,
     private readonly denylist: TokenDenylist,
+    private readonly tokens: CredentialTokensRepository,
   ) {}
 
   async sendVerification(organizationId: string, userId: string): Promise<void> {
@@ -57,8 +60,8 @@ export class AccountTokensService {
     const hash = await PasswordHasher.hash(password);
     const row = await this.redeem(token, 'password_reset', async (manager, r) => {
       await this.users.update(manager, r.organization_id, r.user_id, { password_hash: hash });
-      await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL`, [r.user_id]);
-      await manager.query(`UPDATE email_tokens SET used_at = now() WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL`, [r.user_id]);
+      await this.tokens.revokeUserRefreshTokens(manager, r.organization_id, r.user_id);
+      await this.tokens.spendUserEmailTokens(manager, r.organization_id, r.user_id, 'password_reset');
     });
     await this.denylist.revokeSubject(row.user_id, row.organization_id);
   }
@@ -67,10 +70,14 @@ export class AccountTokensService {
     const token = randomBytes(32).toString('base64url');
     const link = `${this.config.publicBaseUrl}${path}?token=${token}`;
     await this.transactions.run(async (manager) => {
-      await manager.query(
-        `INSERT INTO email_tokens (id, token_hash, organization_id, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [newId('etk'), this.masterKey.hmac(TOKEN_PURPOSE, token), user.organization_id, user.id, purpose, new Date(Date.now() + LIFETIME_MS[purpose])],
-      );
+      await this.tokens.insertEmailToken(manager, {
+        id: newId('etk'),
+        hash: this.masterKey.hmac(TOKEN_PURPOSE, token),
+        organizationId: user.organization_id,
+        userId: user.id,
+        purpose,
+        expiresAt: new Date(Date.now() + LIFETIME_MS[purpose]),
+      });
       await this.events.publish(manager, user.organization_id, 'email.requested', {
         template: purpose,
         to: user.email,
@@ -84,20 +91,16 @@ export class AccountTokensService {
   private async redeem(
     token: string,
     purpose: Purpose,
-    apply: (manager: Parameters<Parameters<TransactionRunner['run']>[0]>[0], row: { organization_id: string; user_id: string }) => Promise<void>,
-  ): Promise<{ organization_id: string; user_id: string }> {
+    apply: (manager: EntityManager, row: EmailTokenRow) => Promise<void>,
+  ): Promise<EmailTokenRow> {
     const invalid = () => new AppException('AUTH_TOKEN_INVALID', 'The token is invalid, expired or already used');
     if (!/^[A-Za-z0-9_-]{20,100}$/.test(token)) throw invalid();
     return this.transactions.run(async (manager) => {
-      const [row] = (await manager.query(
-        `SELECT id, organization_id, user_id FROM email_tokens
-          WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() FOR UPDATE`,
-        [this.masterKey.hmac(TOKEN_PURPOSE, token), purpose],
-      )) as { id: string; organization_id: string; user_id: string }[];
+      const row = await this.tokens.lockUsableEmailToken(manager, this.masterKey.hmac(TOKEN_PURPOSE, token), purpose);
       if (!row) throw invalid();
-      const [user] = (await manager.query(`SELECT status, deleted_at FROM users WHERE id = $1`, [row.user_id])) as { status: string; deleted_at: Date | null }[];
+      const user = await this.users.findDetailed(row.organization_id, row.user_id, manager);
       if (!user || user.deleted_at) throw invalid();
-      await manager.query(`UPDATE email_tokens SET used_at = now() WHERE id = $1`, [row.id]);
+      await this.tokens.markEmailTokenUsed(manager, row.id);
       await apply(manager, row);
       return row;
     });

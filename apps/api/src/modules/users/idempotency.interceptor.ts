@@ -3,7 +3,7 @@ import { AppException, AuthenticatedRequest } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import { createHash } from 'node:crypto';
 import { from, lastValueFrom, Observable, of } from 'rxjs';
-import { DataSource } from 'typeorm';
+import { IdempotencyRepository } from './idempotency.repository';
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
 const TTL_HOURS = 24;
@@ -16,7 +16,7 @@ const TTL_HOURS = 24;
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(private readonly records: IdempotencyRepository) {}
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
@@ -33,16 +33,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const org = request.auth.organizationId;
     const hash = createHash('sha256').update(`${request.method} ${request.url.split('?')[0]}\n${JSON.stringify(request.body ?? null)}`).digest('hex');
 
-    await this.dataSource.query(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2 AND created_at < now() - interval '${TTL_HOURS} hours'`, [org, key]);
-    const claimed: unknown[] = await this.dataSource.query(
-      `INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key`,
-      [org, key, hash],
-    );
-    if (claimed.length === 0) {
-      const [row] = (await this.dataSource.query(
-        `SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE organization_id = $1 AND key = $2`,
-        [org, key],
-      )) as { request_hash: string; response_status: number | null; response_body: unknown }[];
+    if (!(await this.records.claim(org, key, hash, TTL_HOURS))) {
+      const row = await this.records.find(org, key);
       if (!row) return this.intercept(context, next);
       if (row.request_hash !== hash) {
         throw new AppException('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body');
@@ -57,13 +49,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
       (async () => {
         try {
           const body = await lastValueFrom(next.handle(), { defaultValue: undefined });
-          await this.dataSource.query(
-            `UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb WHERE organization_id = $1 AND key = $2`,
-            [org, key, reply.statusCode, JSON.stringify(body ?? null)],
-          );
+          await this.records.complete(org, key, reply.statusCode, body);
           return body;
         } catch (error) {
-          await this.dataSource.query(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2`, [org, key]);
+          await this.records.release(org, key);
           throw error;
         }
       })(),

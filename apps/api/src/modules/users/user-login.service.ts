@@ -4,7 +4,8 @@ import { MasterKeyService } from '@app/config';
 import { CounterStore, TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
-import { DataSource } from 'typeorm';
+import { EntityManager } from 'typeorm';
+import { CredentialTokensRepository } from './credential-tokens.repository';
 import { TokenDenylist } from '../auth/denylist/token-denylist.service';
 import { PasswordHasher } from './password-hasher';
 import { userSnapshot } from './users.mapper';
@@ -38,7 +39,7 @@ export class UserLoginService {
     private readonly events: EventPublisher,
     private readonly denylist: TokenDenylist,
     private readonly masterKey: MasterKeyService,
-    private readonly dataSource: DataSource,
+    private readonly tokens: CredentialTokensRepository,
     private readonly quota: UsersService,
   ) {}
 
@@ -87,19 +88,16 @@ export class UserLoginService {
     const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
     const invalid = () => new AppException('AUTH_TOKEN_INVALID', 'The refresh token is invalid');
     return this.transactions.run(async (manager) => {
-      const [row] = (await manager.query(
-        `SELECT id, organization_id, user_id, session_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
-        [hash],
-      )) as { id: string; organization_id: string; user_id: string; session_id: string; used_at: Date | null; revoked_at: Date | null; expires_at: Date }[];
+      const row = await this.tokens.lockRefreshToken(manager, hash);
       if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now()) throw invalid();
       if (row.used_at) {
-        await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL`, [row.session_id]);
+        await this.tokens.revokeSession(manager, row.organization_id, row.session_id);
         await this.denylist.revokeSubject(row.session_id, row.organization_id);
         return 'reused' as const;
       }
       const user = await this.users.findDetailed(row.organization_id, row.user_id, manager);
       if (!user || user.status !== 'active' || user.deleted_at) throw invalid();
-      await manager.query(`UPDATE refresh_tokens SET used_at = now() WHERE id = $1`, [row.id]);
+      await this.tokens.markRefreshTokenUsed(manager, row.id);
       const refreshToken = await this.createRefreshToken(manager, user, row.session_id);
       return { user, permissions: this.permissionsOf(user), sessionId: row.session_id, refreshToken };
     }).then((result) => {
@@ -108,12 +106,16 @@ export class UserLoginService {
     });
   }
 
-  private async createRefreshToken(manager: Pick<DataSource, 'query'>, user: UserRecord, sessionId: string): Promise<string> {
+  private async createRefreshToken(manager: EntityManager, user: UserRecord, sessionId: string): Promise<string> {
     const token = `rt_${randomBytes(32).toString('base64url')}`;
-    await manager.query(
-      `INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [newId('rt'), this.masterKey.hmac(REFRESH_PURPOSE, token), user.organization_id, user.id, sessionId, new Date(Date.now() + REFRESH_TTL_MS)],
-    );
+    await this.tokens.insertRefreshToken(manager, {
+      id: newId('rt'),
+      hash: this.masterKey.hmac(REFRESH_PURPOSE, token),
+      organizationId: user.organization_id,
+      userId: user.id,
+      sessionId,
+      expiresAt: new Date(Date.now() + REFRESH_TTL_MS),
+    });
     return token;
   }
 

@@ -8,7 +8,9 @@ import { EmailTokenEntity } from './entities/email-token.entity';
 import { IdempotencyKeyEntity } from './entities/idempotency-key.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
+import { CredentialTokensRepository } from './credential-tokens.repository';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
+import { IdempotencyRepository } from './idempotency.repository';
 import { UserLoginService } from './user-login.service';
 import { UsersController } from './users.controller';
 import { UsersRepository } from './users.repository';
@@ -22,7 +24,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService],
+  providers: [UsersRepository, CredentialTokensRepository, IdempotencyRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService],
 })
 export class UsersModule {}

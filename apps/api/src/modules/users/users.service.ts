@@ -337,9 +337,9 @@ export class UsersService {
       where = [...where, keysetCondition(sort, position.v, position.id, params)];
       offset = 0;
     } else if (keyset) {
-      total = await this.cachedTotal(binding, params, where, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(params, where, EXACT_ESTIMATE_CAP));
+      total = await this.cachedTotal(page.organizationId, binding, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(params, where, EXACT_ESTIMATE_CAP));
     } else {
-      total = await this.cachedTotal(binding, params, where, TOTAL_CACHE_MS, () => this.users.count(params, where));
+      total = await this.cachedTotal(page.organizationId, binding, TOTAL_CACHE_MS, () => this.users.count(params, where));
     }
     const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset);
     const hasMore = rows.length > limit;
@@ -363,8 +363,7 @@ export class UsersService {
     return { data, pagination: { total, limit, offset, has_more: hasMore, next_cursor: nextCursor } };
   }
 
-  private async cachedTotal(binding: string, params: SqlParams, _where: string[], ttlMs: number, compute: () => Promise<number>): Promise<number> {
-    const organizationId = params.values[0] as string;
+  private async cachedTotal(organizationId: string, binding: string, ttlMs: number, compute: () => Promise<number>): Promise<number> {
     let byQuery = this.totals.get(organizationId);
     const hit = byQuery?.get(binding);
     if (hit && Date.now() - hit.at < ttlMs) return hit.total;

@@ -1,4 +1,4 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, PickType } from '@nestjs/swagger';
 import { MaxJsonSize, OffsetPaginationQuery, toBoolean } from '@app/common';
 import { Transform, Type } from 'class-transformer';
 import {
@@ -9,14 +9,11 @@ import {
   IsDefined,
   IsEmail,
   IsIn,
-  IsInt,
   IsObject,
   IsOptional,
   IsString,
   Length,
-  Max,
   MaxLength,
-  Min,
   ValidateNested,
 } from 'class-validator';
 import { USER_STATUSES } from '../entities/user.entity';
@@ -130,7 +127,8 @@ export class ListUsersQuery extends OffsetPaginationQuery {
   cursor?: string;
 }
 
-export class SearchUsersQuery {
+/** `limit` 1-100 (default 25) from the shared pagination query; search pages by cursor only. */
+export class SearchUsersQuery extends PickType(OffsetPaginationQuery, ['limit'] as const) {
   @ApiPropertyOptional({ description: 'Every word must match name or email' })
   @IsOptional()
   @IsString()
@@ -154,14 +152,6 @@ export class SearchUsersQuery {
   @IsString()
   @MaxLength(500)
   fields?: string;
-
-  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 25 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(100)
-  limit: number = 25;
 
   @ApiPropertyOptional()
   @IsOptional()

@@ -1,0 +1,87 @@
+import { Injectable } from '@nestjs/common';
+import { EntityManager } from 'typeorm';
+
+type Queryable = Pick<EntityManager, 'query'>;
+
+export interface RefreshTokenRow {
+  id: string;
+  organization_id: string;
+  user_id: string;
+  session_id: string;
+  used_at: Date | null;
+  revoked_at: Date | null;
+  expires_at: Date;
+}
+
+export interface EmailTokenRow {
+  id: string;
+  organization_id: string;
+  user_id: string;
+}
+
+/** SQL of the tokens that stand in for a user's credentials: refresh tokens and mailed tokens. Only hashes are stored. */
+@Injectable()
+export class CredentialTokensRepository {
+  async insertRefreshToken(
+    manager: Queryable,
+    token: { id: string; hash: string; organizationId: string; userId: string; sessionId: string; expiresAt: Date },
+  ): Promise<void> {
+    await manager.query(
+      `INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [token.id, token.hash, token.organizationId, token.userId, token.sessionId, token.expiresAt],
+    );
+  }
+
+  /** Locks the refresh token, so two concurrent rotations of it cannot both succeed. */
+  async lockRefreshToken(manager: Queryable, hash: string): Promise<RefreshTokenRow | undefined> {
+    const rows = (await manager.query(
+      `SELECT id, organization_id, user_id, session_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
+      [hash],
+    )) as RefreshTokenRow[];
+    return rows[0];
+  }
+
+  async markRefreshTokenUsed(manager: Queryable, id: string): Promise<void> {
+    await manager.query(`UPDATE refresh_tokens SET used_at = now() WHERE id = $1`, [id]);
+  }
+
+  async revokeSession(manager: Queryable, organizationId: string, sessionId: string): Promise<void> {
+    await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE organization_id = $1 AND session_id = $2 AND revoked_at IS NULL`, [organizationId, sessionId]);
+  }
+
+  async revokeUserRefreshTokens(manager: Queryable, organizationId: string, userId: string): Promise<void> {
+    await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE organization_id = $1 AND user_id = $2 AND revoked_at IS NULL`, [organizationId, userId]);
+  }
+
+  async insertEmailToken(
+    manager: Queryable,
+    token: { id: string; hash: string; organizationId: string; userId: string; purpose: string; expiresAt: Date },
+  ): Promise<void> {
+    await manager.query(
+      `INSERT INTO email_tokens (id, token_hash, organization_id, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [token.id, token.hash, token.organizationId, token.userId, token.purpose, token.expiresAt],
+    );
+  }
+
+  /** An unused, unexpired mailed token, locked until the transaction ends. */
+  async lockUsableEmailToken(manager: Queryable, hash: string, purpose: string): Promise<EmailTokenRow | undefined> {
+    const rows = (await manager.query(
+      `SELECT id, organization_id, user_id FROM email_tokens
+        WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() FOR UPDATE`,
+      [hash, purpose],
+    )) as EmailTokenRow[];
+    return rows[0];
+  }
+
+  async markEmailTokenUsed(manager: Queryable, id: string): Promise<void> {
+    await manager.query(`UPDATE email_tokens SET used_at = now() WHERE id = $1`, [id]);
+  }
+
+  /** Spends every outstanding token of a purpose (a password reset voids the other reset links). */
+  async spendUserEmailTokens(manager: Queryable, organizationId: string, userId: string, purpose: string): Promise<void> {
+    await manager.query(
+      `UPDATE email_tokens SET used_at = now() WHERE organization_id = $1 AND user_id = $2 AND purpose = $3 AND used_at IS NULL`,
+      [organizationId, userId, purpose],
+    );
+  }
+}

@@ -1,0 +1,46 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+
+export interface IdempotencyRecord {
+  request_hash: string;
+  response_status: number | null;
+  response_body: unknown;
+}
+
+/** SQL of the Idempotency-Key records (CONTRACT §2). */
+@Injectable()
+export class IdempotencyRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
+  /** Claims the key for this request; false when a record (not older than `ttlHours`) already holds it. */
+  async claim(organizationId: string, key: string, requestHash: string, ttlHours: number): Promise<boolean> {
+    await this.dataSource.query(
+      `DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)`,
+      [organizationId, key, ttlHours],
+    );
+    const claimed: unknown[] = await this.dataSource.query(
+      `INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key`,
+      [organizationId, key, requestHash],
+    );
+    return claimed.length > 0;
+  }
+
+  async find(organizationId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    const rows = (await this.dataSource.query(
+      `SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE organization_id = $1 AND key = $2`,
+      [organizationId, key],
+    )) as IdempotencyRecord[];
+    return rows[0];
+  }
+
+  async complete(organizationId: string, key: string, status: number, body: unknown): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb WHERE organization_id = $1 AND key = $2`,
+      [organizationId, key, status, JSON.stringify(body ?? null)],
+    );
+  }
+
+  async release(organizationId: string, key: string): Promise<void> {
+    await this.dataSource.query(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2`, [organizationId, key]);
+  }
+}
