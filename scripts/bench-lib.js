@@ -252,7 +252,9 @@ async function startServer({ entry, env, baseEnv, logFile, timeoutMs, port }) {
   logStream.write(`\n--- bench run ${new Date().toISOString()} ---\n`);
   const childEnv = {};
   for (const [k, v] of Object.entries({ ...baseEnv, ...env })) if (v !== undefined) childEnv[k] = String(v);
-  const child = spawn(process.execPath, [entry], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS: extra node flags for the API process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, entry], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const tail = [];
   const problems = []; // warn (40) and above, parsed from pino's JSON lines
   let pending = '';
@@ -329,6 +331,42 @@ async function startServer({ entry, env, baseEnv, logFile, timeoutMs, port }) {
 // HTTP
 
 /** One JSON request; never throws on a status, only on a network failure or the timeout. */
+/** Starts scripts/bench-baseline-server.js and waits for its JSON line (port and token). */
+async function startBaselineServer({ script, databaseUrl, baseEnv, timeoutMs = 30_000 }) {
+  const child = spawn(process.execPath, [script], { env: { ...baseEnv, DATABASE_URL: databaseUrl, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const info = await withTimeout(
+    new Promise((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const line = out.split('\n')[0];
+        if (out.includes('\n')) {
+          try {
+            resolve(JSON.parse(line));
+          } catch (error) {
+            reject(error);
+          }
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`the yardstick server exited (${code}): ${stderr}`)));
+    }),
+    timeoutMs,
+    'the yardstick server did not start',
+  );
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  return {
+    baseUrl: `http://127.0.0.1:${info.port}`,
+    token: info.token,
+    pid: child.pid,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await withTimeout(exited, 10_000, 'yardstick did not stop').catch(() => child.kill('SIGKILL'));
+    },
+  };
+}
+
 async function request(baseUrl, method, path, { token, body, timeoutMs = 30_000 } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
@@ -413,8 +451,82 @@ async function probe(baseUrl, template) {
  * A request still unanswered after `timeoutSeconds` (default: the run's length, at most 30 s)
  * counts as an error, so a run in which nothing completes cannot pass for an empty one.
  */
-async function runLoad({ baseUrl, requests, connections, seconds, timeoutSeconds = Math.min(30, seconds) }) {
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc): where the machine's time went during a scenario. On a shared
+// virtual machine the wall-clock rate varies with the neighbours; CPU milliseconds per request do
+// much less, and "steal" says how much of the two CPUs the hypervisor gave to someone else.
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function readText(path) {
+  try {
+    return require('node:fs').readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU ms used so far by a process (user + system), or undefined when it is gone. */
+function processCpuMs(pid) {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (!stat) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** Pids of every PostgreSQL server process on this machine (embedded or served). */
+function postgresPids() {
+  const fs = require('node:fs');
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return [];
+  }
+  return entries.filter((pid) => (readText(`/proc/${pid}/comm`) ?? '').trim() === 'postgres').map(Number);
+}
+
+function machineTicks() {
+  const line = (readText('/proc/stat') ?? '').split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return undefined;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+}
+
+/** Starts counting; the returned function stops and reports for `requests` requests. */
+function cpuMeter({ apiPid }) {
+  const pgBefore = new Map(postgresPids().map((pid) => [pid, processCpuMs(pid) ?? 0]));
+  const apiBefore = apiPid ? processCpuMs(apiPid) : undefined;
+  const selfBefore = process.cpuUsage();
+  const machineBefore = machineTicks();
+  return (requests) => {
+    let pgMs = 0;
+    for (const pid of postgresPids()) {
+      const now = processCpuMs(pid);
+      if (now !== undefined) pgMs += now - (pgBefore.get(pid) ?? 0);
+    }
+    const apiAfter = apiPid ? processCpuMs(apiPid) : undefined;
+    const self = process.cpuUsage(selfBefore);
+    const machineAfter = machineTicks();
+    const per = (ms) => (requests > 0 && ms !== undefined ? Number((ms / requests).toFixed(3)) : null);
+    let steal = null;
+    if (machineBefore && machineAfter) {
+      const d = (k) => machineAfter[k] - machineBefore[k];
+      const all = d('busy') + d('idle') + d('steal');
+      steal = all > 0 ? Number(((100 * d('steal')) / all).toFixed(1)) : null;
+    }
+    return {
+      api_cpu_ms_per_request: per(apiAfter !== undefined && apiBefore !== undefined ? apiAfter - apiBefore : undefined),
+      db_cpu_ms_per_request: per(pgMs),
+      load_generator_cpu_ms_per_request: per((self.user + self.system) / 1000),
+      steal_percent: steal,
+    };
+  };
+}
+
+async function runLoad({ baseUrl, requests, connections, seconds, timeoutSeconds = Math.min(30, seconds), apiPid }) {
   const autocannon = require('autocannon');
+  const stopMeter = cpuMeter({ apiPid });
   const samples = {};
   const instrumented = requests.map((r) => {
     const setup = r.setupRequest;
@@ -447,9 +559,11 @@ async function runLoad({ baseUrl, requests, connections, seconds, timeoutSeconds
     timeout: timeoutSeconds,
     requests: instrumented,
   });
+  const cpu = stopMeter(result.requests.total);
   const statusCodes = {};
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = Number(stat.count);
   return {
+    cpu,
     requests_per_sec: result.requests.average,
     requests_total: result.requests.total,
     duration_s: result.duration,
@@ -493,7 +607,7 @@ function renderTable(headers, rows) {
 function resultsTable(rows) {
   const num = (v, digits = 0) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(digits));
   return renderTable(
-    ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'target req/s', 'target p99', 'verdict'],
+    ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'target req/s', 'target p99', 'verdict', 'API ms/req', 'DB ms/req', 'steal %'],
     rows.map((row) => {
       const m = row.measured;
       const failed = m ? `${m.non_2xx}${m.errors ? ` (+${m.errors} conn err)` : ''}` : '-';
@@ -506,6 +620,9 @@ function resultsTable(rows) {
         row.target_rps === undefined ? '-' : `≥ ${row.target_rps}`,
         row.target_p99_ms === undefined ? '-' : `< ${row.target_p99_ms} ms`,
         row.verdict,
+        m?.cpu ? num(m.cpu.api_cpu_ms_per_request, 2) : '-',
+        m?.cpu ? num(m.cpu.db_cpu_ms_per_request, 2) : '-',
+        m?.cpu ? num(m.cpu.steal_percent, 0) : '-',
       ];
     }),
   );
@@ -524,6 +641,7 @@ function machineInfo() {
 }
 
 module.exports = {
+  startBaselineServer,
   FIRST_NAMES,
   LAST_NAMES,
   DEPARTMENTS,

@@ -42,6 +42,8 @@ const LOGIN_PASSWORD = 'Bench-Passw0rd-Login!';
 const SCENARIOS = [
   // Issue "Identity": client_credentials exchanges ≥ 1,000/s (Keycloak plans 120/s per vCPU).
   { name: 'token', label: 'client_credentials token', target_rps: 1000, target_p99_ms: undefined },
+  // The yardstick: what a bare Fastify + pg + jose server does with the same query on this machine, now.
+  { name: 'baseline', label: 'yardstick: bare get by id', target_rps: undefined, target_p99_ms: undefined },
   { name: 'get_user', label: 'get user by id', target_rps: 2000, target_p99_ms: 50 },
   { name: 'list', label: 'list first page', target_rps: undefined, target_p99_ms: undefined },
   { name: 'list_cursor', label: 'list with cursor', target_rps: undefined, target_p99_ms: undefined },
@@ -58,11 +60,12 @@ const log = (message) => process.stdout.write(`${message}\n`);
 // ---------------------------------------------------------------------------------------------
 // Resources, and their release on every path out (normal end, error, signal, global timeout)
 
-const resources = { server: undefined, database: undefined };
+const resources = { server: undefined, database: undefined, baseline: undefined };
 let cleaning;
 
 function cleanup() {
   cleaning ??= (async () => {
+    await resources.baseline?.stop().catch(() => undefined);
     if (resources.server) {
       const code = await resources.server.stop().catch(() => undefined);
       log(`API stopped (exit ${code})`);
@@ -248,6 +251,19 @@ async function main() {
       requireSeeded();
       return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) }];
     },
+    baseline: async (row) => {
+      requireSeeded();
+      const yardstick = await lib.startBaselineServer({ script: join(ROOT, 'scripts/bench-baseline-server.js'), databaseUrl, baseEnv });
+      resources.baseline = yardstick;
+      row.baseUrl = yardstick.baseUrl;
+      row.pid = yardstick.pid;
+      row.stop = async () => {
+        await yardstick.stop();
+        resources.baseline = undefined;
+      };
+      const headers = { authorization: `Bearer ${yardstick.token}` };
+      return [{ method: 'GET', headers, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) }];
+    },
     list: async () => [{ method: 'GET', path: '/v2/users?limit=25', headers: auth }],
     list_cursor: async (row) => {
       const firstPath = '/v2/users?limit=25&sort=created_at:asc';
@@ -371,8 +387,9 @@ async function main() {
       continue;
     }
     await settleQuietly(scenario.name, 'before');
+    const target = row.baseUrl ?? baseUrl;
     try {
-      row.probe = await lib.probe(baseUrl, requests[0]);
+      row.probe = await lib.probe(target, requests[0]);
       log(`[${scenario.name}] one request on the idle API: ${row.probe.status} in ${row.probe.ms.toFixed(0)} ms` +
         (row.probe.body ? ` → ${row.probe.body}` : ''));
     } catch (error) {
@@ -380,13 +397,15 @@ async function main() {
       log(`[${scenario.name}] one request on the idle API failed: ${error.message}`);
     }
     if (warmup > 0) {
-      await lib.runLoad({ baseUrl, requests, connections, seconds: warmup });
+      await lib.runLoad({ baseUrl: target, requests, connections, seconds: warmup });
       await settleQuietly(scenario.name, 'after the warm-up');
     }
-    row.measured = await lib.runLoad({ baseUrl, requests, connections, seconds });
+    row.measured = await lib.runLoad({ baseUrl: target, requests, connections, seconds, apiPid: row.pid ?? resources.server.child.pid });
+    await row.stop?.();
     row.verdict = lib.verdictFor(row);
     const m = row.measured;
     log(`[${scenario.name}] ${m.requests_per_sec.toFixed(0)} req/s, p50 ${m.latency_ms.p50} ms, p99 ${m.latency_ms.p99} ms, ` +
+      `API ${m.cpu.api_cpu_ms_per_request} + DB ${m.cpu.db_cpu_ms_per_request} + load ${m.cpu.load_generator_cpu_ms_per_request} CPU ms/req, steal ${m.cpu.steal_percent} %, ` +
       `status ${JSON.stringify(m.status_codes)}${m.errors ? `, ${m.errors} connection errors (${m.timeouts} timeouts)` : ''} → ${row.verdict}`);
     const shown = new Set();
     for (const s of m.error_samples) {
