@@ -131,6 +131,32 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(read.body.first_name).toBe('One');
   });
 
+
+  it('12 concurrent PATCHes without If-Match all succeed, none is lost, and each publishes its own user.updated', async () => {
+    const created = (await create(newUser()).expect(201)).body;
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => t.http().patch(`/v2/users/${created.id}`).set(auth()).send({ metadata: { [`k${i}`]: i }, first_name: `Name${i}` })),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array(12).fill(200));
+    // Every response shows the state right after its own change: one version each, 2…13.
+    expect(results.map((r) => r.headers.etag).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `"${created.id}.v${i + 2}"`).sort());
+    const [row] = await t.sql<{ version: number; first_name: string; metadata: Record<string, number> }>(
+      'SELECT version, first_name, metadata FROM users WHERE id = $1',
+      [created.id],
+    );
+    expect(row!.version).toBe(13);
+    const last = results.find((r) => r.headers.etag === `"${created.id}.v13"`)!;
+    expect(row!.first_name).toBe(last.body.first_name);
+    expect(row!.metadata).toEqual(last.body.metadata);
+    await t.drainEvents();
+    const events = await t.sql<{ data: { user: { first_name: string; updated_at: string }; changes: string[] } }>(
+      `SELECT data FROM outbox_events WHERE type = 'user.updated' AND data->'user'->>'id' = $1 ORDER BY seq`,
+      [created.id],
+    );
+    expect(events).toHaveLength(12);
+    expect(new Set(events.map((e) => e.data.user.first_name)).size).toBe(12);
+    expect(events.every((e) => e.data.changes.includes('first_name'))).toBe(true);
+  });
   it('soft delete hides the user, keeps the email taken, and restore brings it back; permanent delete removes the row', async () => {
     const soft = (await create(newUser()).expect(201)).body;
     const del = await t.http().delete(`/v2/users/${soft.id}?soft_delete=true`).set(auth()).expect(200);

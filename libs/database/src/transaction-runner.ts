@@ -19,7 +19,15 @@ export class TransactionRunner {
 
   async run<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
     const result = await this.dataSource.transaction(work);
-    for (const hook of this.commitHooks) hook();
+    this.committed();
     return result;
+  }
+
+  /**
+   * Tells the commit hooks that a change committed outside `run`: a single statement that wrote its
+   * outbox rows itself (one round trip instead of BEGIN … COMMIT).
+   */
+  committed(): void {
+    for (const hook of this.commitHooks) hook();
   }
 }

@@ -20,6 +20,15 @@ export class EventPublisher {
     return event!;
   }
 
+  /**
+   * An event to be written by the caller's own single-statement SQL (an `INSERT INTO outbox_events`
+   * fed by the change's RETURNING rows), for hot paths that cannot afford a transaction's extra
+   * round trips. The caller must then call TransactionRunner.committed().
+   */
+  draft<K extends DomainEventName>(organizationId: string, type: K, data: DomainEventMap[K], occurredAt = new Date()): DomainEvent<K> {
+    return { id: newId('evt'), type, organizationId, occurredAt, data };
+  }
+
   async publishMany<K extends DomainEventName>(
     manager: EntityManager,
     organizationId: string,

@@ -44,11 +44,23 @@ export class RolesService {
       byRef.set(role.id, role);
     }
     const missing = unique.filter((r) => !byRef.has(r));
-    if (missing.length > 0) {
-      throw new AppException('INVALID_ROLE', `Unknown role: ${missing.join(', ')}`, {
-        details: missing.map((r) => ({ field, issue: 'Role does not exist in this organization', provided: r, code: 'INVALID_ROLE' })),
-      });
-    }
+    if (missing.length > 0) throw RolesService.unknownRoles(missing, field);
     return unique.map((r) => byRef.get(r)!);
+  }
+
+  /** The roles these references (names or ids) name, by reference; unknown ones are absent. One query. */
+  async findAll(organizationId: string, refs: string[]): Promise<Map<string, RoleSummary>> {
+    const found = await this.roles.findByRefs(organizationId, [...new Set(refs)]);
+    const byRef = new Map<string, RoleSummary>();
+    for (const role of found) byRef.set(role.id, role);
+    for (const role of found) byRef.set(role.name, role);
+    return byRef;
+  }
+
+  /** 422 INVALID_ROLE naming the references that match no role of the organization. */
+  static unknownRoles(refs: string[], field: string): AppException {
+    return new AppException('INVALID_ROLE', `Unknown role: ${refs.join(', ')}`, {
+      details: refs.map((r) => ({ field, issue: 'Role does not exist in this organization', provided: r, code: 'INVALID_ROLE' })),
+    });
   }
 }

@@ -65,22 +65,26 @@ export class UserLoginService {
     return this.startSession(user, context, 'password');
   }
 
+  /**
+   * Opens a session for a user read with their roles (UsersRepository.findByEmail): one statement
+   * records the login, the activity, the refresh token and the user.login event.
+   */
   async startSession(user: UserRecord, context: { ip: string; userAgent?: string }, method: 'password' | 'sso'): Promise<LoggedInUser> {
     const sessionId = newId('ses');
-    const refreshToken = await this.transactions.run(async (manager) => {
-      await this.users.recordLogin(manager, user.organization_id, user.id);
-      await this.users.markActive(manager, user.organization_id, [user.id]);
-      const fresh = (await this.users.findDetailed(user.organization_id, user.id, manager))!;
-      await this.events.publish(manager, user.organization_id, 'user.login', {
-        user: userSnapshot(fresh),
-        method,
-        ip_address: context.ip,
-        user_agent: context.userAgent,
-      });
-      Object.assign(user, fresh);
-      return this.createRefreshToken(manager, user, sessionId);
-    });
-    return { user, permissions: this.permissionsOf(user), sessionId, refreshToken };
+    const refreshToken = `rt_${randomBytes(32).toString('base64url')}`;
+    const at = new Date();
+    const event = this.events.draft(user.organization_id, 'user.login', { user: userSnapshot(user), method, ip_address: context.ip, user_agent: context.userAgent }, at);
+    const updated = await this.users.recordSignIn(
+      user.organization_id,
+      user.id,
+      at,
+      { id: newId('rt'), hash: this.masterKey.hmac(REFRESH_PURPOSE, refreshToken), sessionId, expiresAt: new Date(at.getTime() + REFRESH_TTL_MS) },
+      event,
+    );
+    if (!updated) throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
+    this.transactions.committed();
+    const signedIn: UserRecord = { ...updated, roles: user.roles };
+    return { user: signedIn, permissions: this.permissionsOf(signedIn), sessionId, refreshToken };
   }
 
   /** Rotates a refresh token. Reuse of a spent one revokes the session, its refresh and access tokens. */

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { preparedQuery } from '@app/database';
+import type { DomainEvent } from '@app/events';
 import { createHash } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { RoleSummary } from '../roles/roles.repository';
@@ -51,6 +52,19 @@ const ROLES_OF_USER = `
     WHERE r.organization_id = u.organization_id
       AND (r.id = u.role_id OR r.id IN (SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id)))`;
 
+/** SET clauses for column changes (column names come from the service's whitelist, never from input). */
+function setClauses(changes: Record<string, unknown>, params: SqlParams): string[] {
+  return Object.entries(changes).map(([column, value]) => {
+    if (column === 'metadata' || column === 'preferences') return `${column} = ${params.p(JSON.stringify(value))}::jsonb`;
+    return `${column} = ${params.p(value)}`;
+  });
+}
+
+/** Statements whose text depends on the request's shape are prepared under a name derived from the text. */
+function statementName(text: string): string {
+  return `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+}
+
 /** All SQL on users. Every method takes the organization id: no query can forget the tenant. */
 @Injectable()
 export class UsersRepository {
@@ -65,11 +79,12 @@ export class UsersRepository {
    * transaction it runs as a named prepared statement: the hot path of GET /users/{id} skips
    * PostgreSQL's parse and plan on every call.
    */
-  async findDetailed(organizationId: string, id: string, manager?: Queryable): Promise<UserRecord | undefined> {
+  async findDetailed(organizationId: string, id: string, manager?: Queryable, options: { lock?: boolean } = {}): Promise<UserRecord | undefined> {
     const text = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
          FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-        WHERE u.organization_id = $1 AND u.id = $2`;
-    return (await preparedQuery<UserRecord>(this.dataSource, manager, 'users_find_detailed', text, [organizationId, id])).rows[0];
+        WHERE u.organization_id = $1 AND u.id = $2${options.lock ? ' FOR UPDATE OF u' : ''}`;
+    const name = options.lock ? 'users_find_detailed_lock' : 'users_find_detailed';
+    return (await preparedQuery<UserRecord>(this.dataSource, manager, name, text, [organizationId, id])).rows[0];
   }
 
   async findManyDetailed(organizationId: string, ids: string[], manager?: Queryable): Promise<Map<string, UserRecord>> {
@@ -83,39 +98,149 @@ export class UsersRepository {
     return new Map(rows.map((r) => [r.id, r]));
   }
 
-  async findByEmail(organizationId: string, email: string, manager?: Queryable): Promise<UserRecord | undefined> {
-    const rows: UserRecord[] = await this.db(manager).query(`${SELECT_USER} WHERE u.organization_id = $1 AND u.email_lower = $2`, [
-      organizationId,
-      email.trim().toLowerCase(),
-    ]);
+  /** The user with this email (any case), with every role: what a sign-in needs, in one prepared query. */
+  async findByEmail(organizationId: string, email: string): Promise<UserRecord | undefined> {
+    const text = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
+         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
+        WHERE u.organization_id = $1 AND u.email_lower = $2`;
+    return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email', text, [organizationId, email.trim().toLowerCase()])).rows[0];
+  }
+
+  /**
+   * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, marks the user
+   * active this month, stores the session's first refresh token (hashed) and writes the user.login
+   * event to the outbox. Returns the updated row, or undefined when the user no longer exists.
+   */
+  async recordSignIn(
+    organizationId: string,
+    userId: string,
+    at: Date,
+    refreshToken: { id: string; hash: string; sessionId: string; expiresAt: Date },
+    event: DomainEvent<'user.login'>,
+  ): Promise<UserRecord | undefined> {
+    const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_record_sign_in',
+      `WITH upd AS (
+         UPDATE users SET last_login = $3, login_count = login_count + 1
+          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING *),
+       act AS (
+         INSERT INTO user_activity_months (organization_id, month, user_id)
+         SELECT organization_id, to_char($3::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
+       rt AS (
+         INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at)
+         SELECT $4, $5, organization_id, id, $6, $7 FROM upd),
+       evt AS (
+         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+         SELECT $8, organization_id, 'user.login', $9::jsonb, $3 FROM upd)
+       SELECT upd.*, pr.name AS role_name FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id`,
+      [organizationId, userId, at, refreshToken.id, refreshToken.hash, refreshToken.sessionId, refreshToken.expiresAt, event.id, JSON.stringify(event.data)],
+    );
     return rows[0];
   }
 
   /**
-   * Inserts users in one statement; those whose email is taken are skipped. Returns the inserted
-   * rows (without roles), so a create needs no read-back.
+   * Inserts users, their monthly-activity rows and their user.created events in one statement (one
+   * round trip; atomic by itself, or part of the caller's transaction when `manager` is given).
+   * Users whose email is taken are skipped, and so are their events. `events[i]` belongs to
+   * `users[i]`. Returns the ids inserted.
    */
-  async insertMany(manager: Queryable, organizationId: string, users: NewUser[]): Promise<Map<string, UserRecord>> {
-    if (users.length === 0) return new Map();
-    const { rows } = await preparedQuery<UserRecord>(this.dataSource, manager, 'users_insert_many_rows',
-      `INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, password_hash, metadata)
-       SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, t.password_hash, t.metadata
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
-           AS t(id, email, first_name, last_name, role_id, password_hash, metadata)
-       ON CONFLICT (organization_id, email_lower) DO NOTHING
-       RETURNING *`,
+  async insertWithEvents(
+    manager: Queryable | undefined,
+    organizationId: string,
+    users: NewUser[],
+    createdAt: Date,
+    events: DomainEvent<'user.created'>[],
+  ): Promise<Set<string>> {
+    if (users.length === 0) return new Set();
+    // One JSON document instead of a bind array per column: JSON.stringify and PostgreSQL's JSON
+    // parser are native code, pg's array escaping is not.
+    const items = users.map((u, n) => ({
+      n,
+      id: u.id,
+      email: u.email,
+      first_name: u.firstName,
+      last_name: u.lastName,
+      role_id: u.roleId,
+      password_hash: u.passwordHash,
+      metadata: u.metadata,
+      event_id: events[n]!.id,
+      event: events[n]!.data,
+    }));
+    const { rows } = await preparedQuery<{ id: string }>(this.dataSource, manager, 'users_insert_with_events',
+      `WITH t AS MATERIALIZED (
+         SELECT * FROM jsonb_to_recordset($2::jsonb) AS t(n int, id text, email text, first_name text, last_name text, role_id text,
+                                                          password_hash text, metadata jsonb, event_id text, event jsonb)),
+       ins AS (
+         INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
+                            password_hash, metadata, created_at, updated_at)
+         SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, 'active', false, t.password_hash,
+                COALESCE(t.metadata, '{}'), $3, $3
+           FROM t ORDER BY t.n
+         ON CONFLICT (organization_id, email_lower) DO NOTHING
+         RETURNING id),
+       act AS (
+         INSERT INTO user_activity_months (organization_id, month, user_id)
+         SELECT $1, to_char($3::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ins ON CONFLICT DO NOTHING),
+       evt AS (
+         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+         SELECT t.event_id, $1, 'user.created', t.event, $3 FROM t WHERE t.id IN (SELECT id FROM ins) ORDER BY t.n)
+       SELECT id FROM ins`,
+      [organizationId, JSON.stringify(items), createdAt],
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /**
+   * POST /users as one statement, so one round trip and no BEGIN/COMMIT: resolves the role (by name,
+   * else id), inserts the user unless the email is taken, counts them active this month and writes
+   * the user.created event to the outbox (its `user.role` filled in from the role found), all or
+   * nothing. `role` is undefined when no such role exists; `user` when the email is taken.
+   */
+  async createOne(
+    organizationId: string,
+    user: NewUser,
+    roleRef: string,
+    createdAt: Date,
+    event: DomainEvent<'user.created'>,
+  ): Promise<{ role: RoleSummary | undefined; user: UserRecord | undefined }> {
+    const { rows } = await preparedQuery<UserRecord & { r_id: string; r_name: string; r_display_name: string; r_permissions: string[] }>(
+      this.dataSource, undefined, 'users_create_one',
+      `WITH r AS (
+         SELECT id, name, display_name, permissions FROM roles
+          WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (name = $7) DESC LIMIT 1),
+       ins AS (
+         INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
+                            password_hash, metadata, created_at, updated_at)
+         SELECT $2, $1, $3, lower($3), $4, $5, r.id, 'active', false, $6, $8::jsonb, $9, $9 FROM r
+         ON CONFLICT (organization_id, email_lower) DO NOTHING
+         RETURNING *),
+       act AS (
+         INSERT INTO user_activity_months (organization_id, month, user_id)
+         SELECT organization_id, to_char($9::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ins
+         ON CONFLICT DO NOTHING),
+       evt AS (
+         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+         SELECT $10, ins.organization_id, 'user.created', jsonb_set($11::jsonb, '{user,role}', to_jsonb(r.name)), $9 FROM ins, r)
+       SELECT r.id AS r_id, r.name AS r_name, r.display_name AS r_display_name, r.permissions AS r_permissions, ins.*
+         FROM r LEFT JOIN ins ON true`,
       [
         organizationId,
-        users.map((u) => u.id),
-        users.map((u) => u.email),
-        users.map((u) => u.firstName),
-        users.map((u) => u.lastName),
-        users.map((u) => u.roleId),
-        users.map((u) => u.passwordHash),
-        users.map((u) => JSON.stringify(u.metadata)),
+        user.id,
+        user.email,
+        user.firstName,
+        user.lastName,
+        user.passwordHash,
+        roleRef,
+        JSON.stringify(user.metadata),
+        createdAt,
+        event.id,
+        JSON.stringify(event.data),
       ],
     );
-    return new Map(rows.map((r) => [r.id, r]));
+    const row = rows[0];
+    if (!row) return { role: undefined, user: undefined };
+    const { r_id, r_name, r_display_name, r_permissions, ...inserted } = row;
+    const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
+    return { role, user: inserted.id === null ? undefined : (inserted as UserRecord) };
   }
 
   /** Emails (lower-cased) among these that already belong to a user of the organization. */
@@ -140,23 +265,48 @@ export class UsersRepository {
     expectedVersion?: number,
   ): Promise<boolean> {
     const params = new SqlParams();
-    const sets = Object.entries(changes).map(([column, value]) => {
-      if (column === 'metadata' || column === 'preferences') return `${column} = ${params.p(JSON.stringify(value))}::jsonb`;
-      return `${column} = ${params.p(value)}`;
-    });
+    const sets = setClauses(changes, params);
     sets.push('version = version + 1', 'updated_at = now()');
     const where = [`organization_id = ${params.p(organizationId)}`, `id = ${params.p(id)}`];
     if (expectedVersion !== undefined) where.push(`version = ${params.p(expectedVersion)}`);
     const text = `UPDATE users SET ${sets.join(', ')} WHERE ${where.join(' AND ')}`;
-    const { rowCount } = await preparedQuery(this.dataSource, manager, `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, params.values);
+    const { rowCount } = await preparedQuery(this.dataSource, manager, statementName(text), text, params.values);
     return rowCount > 0;
   }
 
-  async recordLogin(manager: Queryable, organizationId: string, id: string): Promise<void> {
-    await manager.query(
-      `UPDATE users SET last_login = now(), login_count = login_count + 1 WHERE organization_id = $1 AND id = $2`,
-      [organizationId, id],
-    );
+  /**
+   * Applies column changes to the user at `version` as one statement (one round trip, no
+   * BEGIN/COMMIT), counting them active this month and writing `events` to the outbox in the same
+   * statement. Returns the updated row, or undefined when the user is gone or at another version.
+   */
+  async updateAtVersion(
+    organizationId: string,
+    id: string,
+    changes: Record<string, unknown>,
+    version: number,
+    updatedAt: Date,
+    events: DomainEvent[],
+  ): Promise<UserRecord | undefined> {
+    const params = new SqlParams();
+    const sets = setClauses(changes, params);
+    const at = params.p(updatedAt);
+    sets.push('version = version + 1', `updated_at = ${at}`);
+    const text = `WITH upd AS (
+         UPDATE users SET ${sets.join(', ')}
+          WHERE organization_id = ${params.p(organizationId)} AND id = ${params.p(id)} AND version = ${params.p(version)}
+          RETURNING *),
+       act AS (
+         INSERT INTO user_activity_months (organization_id, month, user_id)
+         SELECT organization_id, to_char(${at}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
+       evt AS (
+         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+         SELECT e.id, upd.organization_id, e.type, e.data, ${at} FROM upd,
+                unnest(${params.p(events.map((e) => e.id))}::text[], ${params.p(events.map((e) => e.type))}::text[],
+                       ${params.p(events.map((e) => JSON.stringify(e.data)))}::jsonb[]) WITH ORDINALITY AS e(id, type, data, n)
+          ORDER BY e.n)
+       SELECT upd.*, pr.name AS role_name FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id`;
+    const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, statementName(text), text, params.values);
+    return rows[0];
   }
 
   async delete(manager: Queryable, organizationId: string, id: string): Promise<boolean> {
@@ -220,7 +370,7 @@ export class UsersRepository {
   }
 
   private shaped<T>(text: string, values: unknown[]) {
-    return preparedQuery<T>(this.dataSource, undefined, `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values);
+    return preparedQuery<T>(this.dataSource, undefined, statementName(text), text, values);
   }
 
   /** Exact count when it is below `cap`; otherwise the planner's estimate (never less than `cap`). */

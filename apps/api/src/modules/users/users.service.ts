@@ -4,7 +4,7 @@ import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
 import { plainToInstance } from 'class-transformer';
-import { validate } from 'class-validator';
+import { validateSync } from 'class-validator';
 import { createHash } from 'node:crypto';
 import { EntityManager } from 'typeorm';
 import { TokenDenylist } from '../auth/denylist/token-denylist.service';
@@ -35,6 +35,8 @@ const TOTAL_CACHE_MS = 5000;
 const EXACT_ESTIMATE_CAP = 1000;
 /** Keyset-mode estimates are reused this long. */
 const ESTIMATE_CACHE_MS = 30_000;
+/** Optimistic tries of an update before it takes the row's lock (the last try). */
+const MAX_OPTIMISTIC_UPDATES = 3;
 const DEFAULT_SORT: SortKey[] = [{ field: 'created_at', direction: 'desc' }];
 
 interface CursorPosition<S> {
@@ -107,26 +109,36 @@ export class UsersService {
     });
   }
 
+  /**
+   * One round trip to the database (UsersRepository.createOne): the role check, the insert, the
+   * monthly-activity row and the outbox event are one statement, atomic without BEGIN/COMMIT.
+   */
   async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
     if ((await this.monthlyActiveCapacity(organizationId)) < 1) throw UsersService.quotaExceeded();
-    const [role] = await this.roles.resolve(organizationId, [dto.role ?? DEFAULT_ROLE_NAME], 'role');
+    const roleRef = dto.role ?? DEFAULT_ROLE_NAME;
     const passwordHash = dto.password ? await PasswordHasher.hash(dto.password) : null;
-    const id = newId('user');
-    return this.write(organizationId, async (manager) => {
-      const inserted = await this.users.insertMany(manager, organizationId, [
-        { id, email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: role!.id, passwordHash, metadata: dto.metadata ?? {} },
-      ]);
-      const row = inserted.get(id);
-      if (!row) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
-      await this.users.markActive(manager, organizationId, [id]);
-      // The new user has exactly the one role just resolved: no read-back needed.
-      const user: UserRecord = { ...row, role_name: role!.name, roles: [role!] };
-      await this.events.publish(manager, organizationId, 'user.created', {
-        user: userSnapshot(user),
-        send_welcome_email: dto.send_welcome_email ?? false,
-      });
-      return user;
-    });
+    const createdAt = new Date();
+    const draft: UserRecord = {
+      id: newId('user'), organization_id: organizationId, email: dto.email, first_name: dto.first_name, last_name: dto.last_name,
+      role_id: null, role_name: null, status: 'active', email_verified: false, password_hash: passwordHash, metadata: dto.metadata ?? {},
+      preferences: {}, login_count: 0, last_login: null, version: 1, created_at: createdAt, updated_at: createdAt, deleted_at: null,
+    };
+    // `user.role` is filled in by the statement from the role it finds.
+    const event = this.events.draft(organizationId, 'user.created', { user: userSnapshot(draft), send_welcome_email: dto.send_welcome_email ?? false }, createdAt);
+    this.changed(organizationId);
+    const { role, user } = await this.users.createOne(
+      organizationId,
+      { id: draft.id, email: draft.email, firstName: draft.first_name, lastName: draft.last_name, roleId: null, passwordHash, metadata: draft.metadata },
+      roleRef,
+      createdAt,
+      event,
+    );
+    this.changed(organizationId);
+    if (!role) throw RolesService.unknownRoles([roleRef], 'role');
+    if (!user) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
+    this.transactions.committed();
+    // The new user has exactly the one role just found: no read-back needed.
+    return { ...user, role_name: role.name, roles: [role] };
   }
 
   async get(organizationId: string, id: string, options: { includeDeleted?: boolean } = {}): Promise<UserRecord> {
@@ -135,14 +147,35 @@ export class UsersService {
     return user;
   }
 
+  /**
+   * Changes only what the request sends. Usually two round trips: the read, then one statement that
+   * writes the row at the version read, the activity row and the user.updated event
+   * (UsersRepository.updateAtVersion). If another request changed the user in between, the change
+   * is worked out again from a fresh read (with If-Match: 409 CONCURRENT_UPDATE instead); the last
+   * try, and any role change (whose events need the new set of roles), run in a transaction that
+   * locks the row, so an update without If-Match never fails for want of a turn.
+   */
   async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
-    const current = await this.get(organizationId, id);
-    const expectedVersion = this.expectedVersion(current, ifMatch);
+    const strict = ifMatch !== undefined && ifMatch.trim() !== '*';
+    for (let attempt = 1; attempt < MAX_OPTIMISTIC_UPDATES; attempt++) {
+      const current = await this.get(organizationId, id);
+      this.expectedVersion(current, ifMatch);
+      const change = await this.changesFor(organizationId, current, dto);
+      if (!change) return current;
+      if (change.changes.role_id) break;
+      const user = await this.writeAtVersion(organizationId, current, change);
+      if (user) return user;
+      if (strict) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
+    }
+    return this.updateLocked(organizationId, id, dto, ifMatch);
+  }
+
+  /** What `dto` changes on `current`: columns, the names of the fields changed (for user.updated). */
+  private async changesFor(organizationId: string, current: UserRecord, dto: UpdateUserDto | UpdateOwnProfileDto) {
     const changes: Record<string, unknown> = {};
     const changed: string[] = [];
-    let newRole: RoleSummary | undefined;
     if ('role' in dto && dto.role !== undefined) {
-      [newRole] = await this.roles.resolve(organizationId, [dto.role], 'role');
+      const [newRole] = await this.roles.resolve(organizationId, [dto.role], 'role');
       if (newRole!.id !== current.role_id) {
         changes.role_id = newRole!.id;
         changed.push('role');
@@ -170,15 +203,37 @@ export class UsersService {
       changes.preferences = dto.preferences;
       changed.push('preferences');
     }
-    if (Object.keys(changes).length === 0) return current;
+    return Object.keys(changes).length === 0 ? undefined : { changes, changed };
+  }
 
+  /** The one-statement write of `update`; undefined when the user is no longer at `current.version`. */
+  private async writeAtVersion(organizationId: string, current: UserRecord, { changes, changed }: { changes: Record<string, unknown>; changed: string[] }) {
+    const updatedAt = new Date();
+    const next: UserRecord = { ...current, ...(changes as Partial<UserRecord>), version: current.version + 1, updated_at: updatedAt };
+    const event = this.events.draft(organizationId, 'user.updated', { user: userSnapshot(next), changes: changed }, updatedAt);
+    this.changed(organizationId);
+    const row = await this.users.updateAtVersion(organizationId, current.id, changes, current.version, updatedAt, [event]);
+    this.changed(organizationId);
+    if (!row) return undefined;
+    this.transactions.committed();
+    await this.afterUpdate(organizationId, current.id, changes);
+    return { ...row, roles: current.roles };
+  }
+
+  /** `update` in a transaction holding the row's lock: for role changes and the last try. */
+  private async updateLocked(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
+    let changes: Record<string, unknown> = {};
     const user = await this.write(organizationId, async (manager) => {
-      if (!(await this.users.update(manager, organizationId, id, changes, expectedVersion))) {
-        throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
-      }
+      const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
+      if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
+      this.expectedVersion(current, ifMatch);
+      const change = await this.changesFor(organizationId, current, dto);
+      if (!change) return current;
+      changes = change.changes;
+      await this.users.update(manager, organizationId, id, changes);
       await this.users.markActive(manager, organizationId, [id]);
       const updated = (await this.users.findDetailed(organizationId, id, manager))!;
-      await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: changed });
+      await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: change.changed });
       if (changes.role_id) {
         await this.events.publish(manager, organizationId, 'user.role_changed', {
           user: userSnapshot(updated),
@@ -188,8 +243,13 @@ export class UsersService {
       }
       return updated;
     });
-    if (changes.status === 'suspended' || changes.status === 'inactive') await this.denylist.revokeSubject(id, organizationId);
+    await this.afterUpdate(organizationId, id, changes);
     return user;
+  }
+
+  /** A user who may no longer sign in loses their tokens at once. */
+  private async afterUpdate(organizationId: string, id: string, changes: Record<string, unknown>): Promise<void> {
+    if (changes.status === 'suspended' || changes.status === 'inactive') await this.denylist.revokeSubject(id, organizationId);
   }
 
   async delete(organizationId: string, id: string, soft: boolean, ifMatch?: string): Promise<{ deleted_at: string }> {
@@ -404,23 +464,20 @@ export class UsersService {
     const failOnError = dto.options?.fail_on_error ?? false;
     const results: BulkItemResult[] = dto.users.map((_, index) => ({ index, success: false }));
     const valid: { index: number; dto: CreateUserDto }[] = [];
-    await Promise.all(
-      dto.users.map(async (raw, index) => {
-        if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-          results[index]!.error = { code: 'VALIDATION_ERROR', message: 'Each user must be a JSON object' };
-          return;
-        }
-        const item = plainToInstance(CreateUserDto, raw);
-        const errors = await validate(item, { whitelist: true, forbidNonWhitelisted: true });
-        if (errors.length > 0) {
-          const exception = toAppException(errors, 'body');
-          results[index]!.error = { code: exception.code, message: exception.message, details: exception.options.details as ErrorDetail[] };
-          return;
-        }
-        valid.push({ index, dto: item });
-      }),
-    );
-    valid.sort((a, b) => a.index - b.index);
+    dto.users.forEach((raw, index) => {
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        results[index]!.error = { code: 'VALIDATION_ERROR', message: 'Each user must be a JSON object' };
+        return;
+      }
+      const item = plainToInstance(CreateUserDto, raw);
+      const errors = validateSync(item, { whitelist: true, forbidNonWhitelisted: true });
+      if (errors.length > 0) {
+        const exception = toAppException(errors, 'body');
+        results[index]!.error = { code: exception.code, message: exception.message, details: exception.options.details as ErrorDetail[] };
+        return;
+      }
+      valid.push({ index, dto: item });
+    });
 
     const seen = new Set<string>();
     const candidates: { index: number; dto: CreateUserDto }[] = [];
@@ -434,17 +491,15 @@ export class UsersService {
       candidates.push(v);
     }
     const roleRefs = [...new Set(candidates.map((c) => c.dto.role ?? DEFAULT_ROLE_NAME))];
-    const knownRoles = new Map<string, RoleSummary>();
-    for (const ref of roleRefs) {
-      try {
-        knownRoles.set(ref, (await this.roles.resolve(organizationId, [ref], 'role'))[0]!);
-      } catch (error) {
-        if (!(error instanceof AppException)) throw error;
-      }
-    }
-    const existing = await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()));
+    const knownRoles = await this.roles.findAll(organizationId, roleRefs);
     let capacity = await this.monthlyActiveCapacity(organizationId);
-    const toInsert: { index: number; user: NewUser; welcome: boolean }[] = [];
+    // Taken emails are found by the insert itself (ON CONFLICT). Only a monthly-active-users limit
+    // needs them beforehand, so that they do not use up the capacity.
+    const existing = Number.isFinite(capacity)
+      ? await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()))
+      : new Set<string>();
+    const createdAt = new Date();
+    const toInsert: { index: number; user: NewUser; role: RoleSummary; welcome: boolean }[] = [];
     for (const c of candidates) {
       const role = knownRoles.get(c.dto.role ?? DEFAULT_ROLE_NAME);
       if (capacity < 1 && role && !existing.has(c.dto.email.toLowerCase())) {
@@ -459,6 +514,7 @@ export class UsersService {
         capacity -= 1;
         toInsert.push({
           index: c.index,
+          role,
           welcome: (dto.options?.send_welcome_emails ?? false) || (c.dto.send_welcome_email ?? false),
           user: {
             id: newId('user'),
@@ -476,34 +532,48 @@ export class UsersService {
     const anyFailed = () => results.some((r, i) => !r.success && r.error && !toInsert.some((t) => t.index === i));
     if (failOnError && anyFailed()) return this.bulkRolledBack(results, toInsert.map((t) => t.index));
 
-    const outcome = await this.write(organizationId, async (manager) => {
-      const inserted = await this.users.insertMany(manager, organizationId, toInsert.map((t) => t.user));
-      const lost = toInsert.filter((t) => !inserted.has(t.user.id));
-      if (failOnError && lost.length > 0) {
-        for (const t of lost) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
-        throw new BulkRollback();
+    // What each new user looks like: the response items and user.created events come from this, so
+    // nothing is read back.
+    const records = toInsert.map(({ user, role }): UserRecord => ({
+      id: user.id, organization_id: organizationId, email: user.email, first_name: user.firstName, last_name: user.lastName,
+      role_id: role.id, role_name: role.name, status: 'active', email_verified: false, password_hash: user.passwordHash,
+      metadata: user.metadata, preferences: {}, login_count: 0, last_login: null, version: 1, created_at: createdAt, updated_at: createdAt,
+      deleted_at: null,
+    }));
+    const events = records.map((r, i) => this.events.draft(organizationId, 'user.created', { user: userSnapshot(r), send_welcome_email: toInsert[i]!.welcome }, createdAt));
+    const users = toInsert.map((t) => t.user);
+    let inserted: Set<string>;
+    this.changed(organizationId);
+    try {
+      if (!failOnError) {
+        // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
+        inserted = await this.users.insertWithEvents(undefined, organizationId, users, createdAt, events);
+      } else {
+        // All or nothing: a taken email found by the insert rolls the whole batch back.
+        inserted = await this.transactions.run(async (manager) => {
+          const ids = await this.users.insertWithEvents(manager, organizationId, users, createdAt, events);
+          if (ids.size < users.length) throw new BulkRollback(ids);
+          return ids;
+        });
       }
-      const created = toInsert.filter((t) => inserted.has(t.user.id));
-      for (const t of lost) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
-      await this.users.markActive(manager, organizationId, created.map((t) => t.user.id));
-      const byId = await this.users.findManyDetailed(organizationId, created.map((t) => t.user.id), manager);
-      const records = created.map((t) => byId.get(t.user.id));
-      await this.events.publishMany(
-        manager,
-        organizationId,
-        'user.created',
-        records.map((r, i) => ({ user: userSnapshot(r!), send_welcome_email: created[i]!.welcome })),
-      );
-      created.forEach((t, i) => {
-        const r = records[i]!;
-        results[t.index] = { index: t.index, success: true, user: { id: r.id, email: r.email, first_name: r.first_name, last_name: r.last_name, role: r.role_name, status: r.status } };
-      });
-      return 'committed' as const;
-    }).catch((error: unknown) => {
-      if (error instanceof BulkRollback) return 'rolled_back' as const;
-      throw error;
+    } catch (error) {
+      if (!(error instanceof BulkRollback)) throw error;
+      for (const t of toInsert) {
+        if (!error.inserted.has(t.user.id)) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+      }
+      return this.bulkRolledBack(results, toInsert.map((t) => t.index));
+    } finally {
+      this.changed(organizationId);
+    }
+    if (inserted.size > 0) this.transactions.committed();
+    toInsert.forEach((t, i) => {
+      if (!inserted.has(t.user.id)) {
+        results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+        return;
+      }
+      const r = records[i]!;
+      results[t.index] = { index: t.index, success: true, user: { id: r.id, email: r.email, first_name: r.first_name, last_name: r.last_name, role: r.role_name, status: r.status } };
     });
-    if (outcome === 'rolled_back') return this.bulkRolledBack(results, toInsert.map((t) => t.index));
     return { status: 200, body: { results, summary: this.summary(results) } };
   }
 
@@ -544,7 +614,13 @@ export class UsersService {
   }
 }
 
-class BulkRollback extends Error {}
+/** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
+class BulkRollback extends Error {
+  constructor(readonly inserted: Set<string>) {
+    super('bulk rolled back');
+  }
+}
+
 
 /** RFC 7396 JSON merge patch. Keys like __proto__ are plain data here, never prototypes. */
 export function mergePatch(target: unknown, patch: unknown): Record<string, unknown> {
