@@ -18,6 +18,16 @@ describe('Schema: migrations are the only source of the schema', () => {
     expect(t.dataSource.options.synchronize).toBe(false);
   });
 
+  it('leaves room on users pages for HOT updates of sign-ins (fillfactor 90)', async () => {
+    const rows = await t.sql<{ relname: string; reloptions: string[] }>(
+      `SELECT relname, reloptions FROM pg_class WHERE relname IN ('users', 'refresh_tokens') AND relkind = 'r' ORDER BY relname`,
+    );
+    expect(rows).toEqual([
+      { relname: 'refresh_tokens', reloptions: ['fillfactor=90'] },
+      { relname: 'users', reloptions: ['fillfactor=90'] },
+    ]);
+  });
+
   it('has run every migration', async () => {
     expect(await t.dataSource.showMigrations()).toBe(false);
   });
