@@ -628,6 +628,63 @@ function resultsTable(rows) {
   );
 }
 
+/** Mean time of an argon2id hash at the API's parameters, in this process (a calibration for login). */
+async function argon2idHashMs(count = 20) {
+  const { hash, Algorithm } = require('@node-rs/argon2');
+  const options = { algorithm: Algorithm.Argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+  await hash('warm-up', options);
+  const began = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) await hash(`calibration-${i}`, options);
+  return Number(process.hrtime.bigint() - began) / 1e6 / count;
+}
+
+/**
+ * Estimates each scenario's figures on the machine the targets were set on, from how this machine
+ * compares with it right now: throughput times (reference ÷ here), latency times (here ÷ reference).
+ * Needs the yardstick scenario; password login uses the argon2id calibration instead.
+ */
+function projectOntoReference(rows, { reference, argon2idMs }) {
+  const yardstick = rows.find((r) => r.name === 'baseline' && r.measured?.requests_per_sec > 0);
+  if (!yardstick) return undefined;
+  const ioFactor = reference.yardstick_rps / yardstick.measured.requests_per_sec;
+  const cpuFactor = argon2idMs ? argon2idMs / reference.argon2id_ms : undefined;
+  const projected = rows
+    .filter((r) => r.measured && r.name !== 'baseline' && !r.skipped)
+    .map((r) => {
+      const factor = r.name === 'login' ? cpuFactor : ioFactor;
+      if (factor === undefined) return undefined;
+      const rps = r.measured.requests_per_sec * factor;
+      const p99 = r.measured.latency_ms.p99 / factor;
+      const misses = [];
+      if (r.target_rps !== undefined && rps < r.target_rps) misses.push('req/s');
+      if (r.target_p99_ms !== undefined && !(p99 < r.target_p99_ms)) misses.push('p99');
+      const verdict = r.target_rps === undefined && r.target_p99_ms === undefined ? '-' : misses.length ? `below (${misses.join(', ')})` : 'meets';
+      return { name: r.name, label: r.label, factor: Number(factor.toFixed(2)), projected_rps: Math.round(rps), projected_p99_ms: Math.round(p99), verdict };
+    })
+    .filter(Boolean);
+  const text =
+    `Projection onto the issue's machine (an estimate, not a measurement): the yardstick ran at ` +
+    `${Math.round(yardstick.measured.requests_per_sec)} req/s here against about ${reference.yardstick_rps} there (× ${ioFactor.toFixed(2)})` +
+    (cpuFactor ? `; argon2id took ${argon2idMs.toFixed(1)} ms a hash here against about ${reference.argon2id_ms} (× ${cpuFactor.toFixed(2)}, for login)` : '') +
+    '.\n' +
+    renderTable(
+      ['scenario', 'factor', 'projected req/s', 'projected p99 ms', 'target req/s', 'target p99', 'projected'],
+      projected.map((p) => {
+        const row = rows.find((r) => r.name === p.name);
+        return [
+          p.label,
+          `× ${p.factor}`,
+          p.projected_rps,
+          p.projected_p99_ms,
+          row.target_rps === undefined ? '-' : `≥ ${row.target_rps}`,
+          row.target_p99_ms === undefined ? '-' : `< ${row.target_p99_ms} ms`,
+          p.verdict,
+        ];
+      }),
+    );
+  return { text, rows: projected };
+}
+
 function machineInfo() {
   const cpus = os.cpus();
   return {
@@ -641,6 +698,8 @@ function machineInfo() {
 }
 
 module.exports = {
+  argon2idHashMs,
+  projectOntoReference,
   startBaselineServer,
   FIRST_NAMES,
   LAST_NAMES,
