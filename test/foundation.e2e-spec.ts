@@ -1,3 +1,4 @@
+import { OutboxDispatcher } from '@app/events';
 import { createTestApp, TestApp } from '@app/testing';
 
 describe('Foundation: the request pipeline (CONTRACT §1–§3)', () => {
@@ -82,5 +83,28 @@ describe('Foundation: the request pipeline (CONTRACT §1–§3)', () => {
     const res = await t.http().post('/v2/no-such-thing').set('Content-Type', 'application/json').send('{"a":');
     expect(res.status).toBeLessThan(500);
     expect(res.body.error).toBeDefined();
+  });
+
+  it('deletes dispatched outbox events past OUTBOX_RETENTION_HOURS (168 by default), never pending ones', async () => {
+    const idAt = (msAgo: number, tag: string) => `evt_${(Date.now() - msAgo).toString(36).padStart(9, '0')}${tag}`;
+    const day = 86_400_000;
+    const rows: [string, boolean][] = [
+      [idAt(10 * day, 'olddispatched'), true],
+      [idAt(8 * day, 'olddispatched2'), true],
+      [idAt(10 * day, 'oldpending'), false],
+      [idAt(6 * day, 'recentdispatched'), true],
+      [idAt(0, 'newdispatched'), true],
+    ];
+    for (const [id, dispatched] of rows) {
+      await t.sql(
+        `INSERT INTO outbox_events (id, organization_id, type, data, dispatched_at, next_attempt_at)
+         VALUES ($1, 'org_retention', 'user.deleted', '{}', $2, now() + interval '1 day')`,
+        [id, dispatched ? new Date() : null],
+      );
+    }
+    expect(await t.app.get(OutboxDispatcher).pruneDispatched()).toBe(2);
+    const left = await t.sql<{ id: string }>(`SELECT id FROM outbox_events WHERE organization_id = 'org_retention' ORDER BY id`);
+    // Ordered by id, that is by creation time: the pending one from 10 days ago stays.
+    expect(left.map((r) => r.id.replace(/^evt_\w{9}/, ''))).toEqual(['oldpending', 'recentdispatched', 'newdispatched']);
   });
 });

@@ -20,6 +20,7 @@ export interface AppConfig {
   authFailuresPerIp: number;
   authFailureWindowSeconds: number;
   webhookWorkers: number;
+  outboxRetentionHours: number;
   smtpUrl: string | undefined;
   mailFrom: string;
   mailTemplatesDir: string;
@@ -112,6 +113,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     authFailuresPerIp: int('AUTH_FAILURES_PER_IP', 100, 1, 1_000_000),
     authFailureWindowSeconds: int('AUTH_FAILURE_WINDOW_SECONDS', 600, 1, 86_400),
     webhookWorkers: int('WEBHOOK_WORKERS', 4, 0, 64),
+    outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 168, 1, 87_600),
     smtpUrl: url('SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: str('MAIL_FROM') ?? 'User Management <no-reply@localhost>',
     mailTemplatesDir: resolve(process.cwd(), str('MAIL_TEMPLATES_DIR') ?? 'config/mail'),

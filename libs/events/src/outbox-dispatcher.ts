@@ -1,4 +1,5 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '@app/config';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { WorkLoop } from '@app/common';
 import { preparedQuery, TransactionRunner } from '@app/database';
@@ -8,6 +9,10 @@ import { DispatchedEvent, DomainEvent, DomainEventName } from './event-map';
 const BATCH_SIZE = 100;
 const POLL_INTERVAL_MS = 1000;
 const MAX_BACKOFF_MS = 5 * 60_000;
+/** How often dispatched events past their retention are deleted, and how many per statement. */
+const PRUNE_INTERVAL_MS = 60_000;
+const PRUNE_BATCH = 5000;
+const PRUNE_MAX_BATCHES = 20;
 /**
  * After a commit the dispatcher waits this long before claiming, so that under load one dispatch
  * transaction (BEGIN, claim, listeners, COMMIT) carries many events instead of one or two.
@@ -25,10 +30,13 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
   // A few milliseconds' wait after a kick lets events committed together under load go out as one batch.
   private readonly loop = new WorkLoop(() => this.drain(), { pollMs: POLL_INTERVAL_MS, coalesceMs: COALESCE_MS, logger: this.logger, what: 'Outbox dispatch' });
 
+  private lastPrune = 0;
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly emitter: EventEmitter2,
     transactions: TransactionRunner,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     transactions.onCommit(() => this.kick());
   }
@@ -56,6 +64,31 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
     while (!this.loop.isStopped && (await this.dispatchBatch()) === BATCH_SIZE) {
       /* keep going while batches come back full */
     }
+    if (Date.now() - this.lastPrune >= PRUNE_INTERVAL_MS) {
+      this.lastPrune = Date.now();
+      await this.pruneDispatched();
+    }
+  }
+
+  /**
+   * Deletes events dispatched and older than OUTBOX_RETENTION_HOURS, a bounded number per call, so
+   * the outbox does not grow without end. Undispatched events are never deleted. Event ids begin
+   * with their creation time (fixed-width base 36), so "older than" is a range of the primary key.
+   * Returns how many were deleted.
+   */
+  async pruneDispatched(): Promise<number> {
+    const cutoff = Date.now() - this.config.outboxRetentionHours * 3_600_000;
+    const before = `evt_${cutoff.toString(36).padStart(9, '0')}`;
+    let deleted = 0;
+    for (let i = 0; i < PRUNE_MAX_BATCHES && !this.loop.isStopped; i++) {
+      const { rowCount } = await preparedQuery(this.dataSource, undefined, 'outbox_prune',
+        `DELETE FROM outbox_events WHERE id IN (
+           SELECT id FROM outbox_events WHERE id < $1 AND dispatched_at IS NOT NULL ORDER BY id LIMIT ${PRUNE_BATCH})`,
+        [before]);
+      deleted += rowCount;
+      if (rowCount < PRUNE_BATCH) break;
+    }
+    return deleted;
   }
 
   private async dispatchBatch(): Promise<number> {

@@ -1,7 +1,6 @@
 import { Column, Entity, Generated, Index, PrimaryColumn } from 'typeorm';
 
 @Entity('outbox_events')
-@Index('IDX_outbox_events_pending', ['nextAttemptAt', 'occurredAt'], { where: '"dispatched_at" IS NULL' })
 export class OutboxEventEntity {
   @PrimaryColumn('text')
   id!: string;
