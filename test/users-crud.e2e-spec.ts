@@ -117,6 +117,15 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(events.map((e) => e.type)).toEqual(['user.created', 'user.updated', 'user.role_changed', 'user.updated']);
     expect(events[1]!.data.changes).toEqual(expect.arrayContaining(['first_name', 'role', 'metadata.a', 'metadata.b', 'metadata.title']));
     expect(events[2]!.data.roles).toEqual(['admin']);
+    // Every event carries the user as GET shows them after that change, whichever path wrote it.
+    const snapshot = (u: Record<string, unknown>) => ({
+      id: u.id, email: u.email, first_name: u.first_name, last_name: u.last_name, role: u.role,
+      status: u.status, email_verified: u.email_verified, created_at: u.created_at, updated_at: u.updated_at,
+    });
+    const created0 = events[0]!.data as unknown as { user: Record<string, unknown> };
+    expect(created0.user).toEqual(snapshot(created));
+    const lastUpdate = events[3]!.data as unknown as { user: Record<string, unknown>; changes: string[] };
+    expect(lastUpdate).toEqual({ user: snapshot(patch.body), changes: ['last_name'] });
   });
 
   it('ETag and If-Match: a stale If-Match is 409 CONCURRENT_UPDATE and changes nothing', async () => {

@@ -65,6 +65,17 @@ function statementName(text: string): string {
   return `u_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
 }
 
+/**
+ * The `user` object of user.* events (UserEventSnapshot, users.mapper's userSnapshot) built in SQL
+ * from a users row and its primary role, for statements that write their event themselves.
+ * Timestamps as iso() writes them: UTC, whole seconds, "Z".
+ */
+const USER_EVENT_SNAPSHOT = (u: string, role: string) => `jsonb_build_object(
+  'id', ${u}.id, 'email', ${u}.email, 'first_name', ${u}.first_name, 'last_name', ${u}.last_name, 'role', ${role}.name,
+  'status', ${u}.status, 'email_verified', ${u}.email_verified,
+  'created_at', to_char(${u}.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+  'updated_at', to_char(${u}.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))`;
+
 /** All SQL on users. Every method takes the organization id: no query can forget the tenant. */
 @Injectable()
 export class UsersRepository {
@@ -275,38 +286,77 @@ export class UsersRepository {
   }
 
   /**
-   * Applies column changes to the user at `version` as one statement (one round trip, no
-   * BEGIN/COMMIT), counting them active this month and writing `events` to the outbox in the same
-   * statement. Returns the updated row, or undefined when the user is gone or at another version.
+   * PUT/PATCH /users/{id} without a role change, as one statement (one round trip, no BEGIN/COMMIT):
+   * locks the user's row, works out which of the sent fields differ (metadata key by key), and only
+   * if some do and `expectedVersion` (If-Match) is absent or current, writes them with the next
+   * version, counts the user active this month and writes user.updated to the outbox. A `null`
+   * field was not sent. Concurrent updates queue on the row lock, so none is lost and each sees
+   * the row its predecessor left.
+   *
+   * Returns the row as it now is (with every role), the names of the fields changed, and whether
+   * it was written; undefined when there is no such (undeleted) user.
    */
-  async updateAtVersion(
+  async updateFields(
     organizationId: string,
     id: string,
-    changes: Record<string, unknown>,
-    version: number,
-    updatedAt: Date,
-    events: DomainEvent[],
-  ): Promise<UserRecord | undefined> {
-    const params = new SqlParams();
-    const sets = setClauses(changes, params);
-    const at = params.p(updatedAt);
-    sets.push('version = version + 1', `updated_at = ${at}`);
-    const text = `WITH upd AS (
-         UPDATE users SET ${sets.join(', ')}
-          WHERE organization_id = ${params.p(organizationId)} AND id = ${params.p(id)} AND version = ${params.p(version)}
-          RETURNING *),
+    fields: { first_name: string | null; last_name: string | null; status: string | null; metadata: Record<string, unknown> | null; preferences: Record<string, unknown> | null },
+    options: { expectedVersion: number | undefined; updatedAt: Date; eventId: string },
+  ): Promise<{ user: UserRecord; changed: string[]; written: boolean } | undefined> {
+    const { rows } = await preparedQuery<UserRecord & { changed: string[]; written: boolean }>(this.dataSource, undefined, 'users_update_fields',
+      `WITH cur AS MATERIALIZED (
+         SELECT u.* FROM users u WHERE u.organization_id = $1 AND u.id = $2 AND u.deleted_at IS NULL FOR UPDATE),
+       nxt AS (
+         SELECT c.id,
+                COALESCE($3::text, c.first_name) AS first_name,
+                COALESCE($4::text, c.last_name) AS last_name,
+                COALESCE($5::text, c.status) AS status,
+                COALESCE($6::jsonb, c.metadata) AS metadata,
+                COALESCE($7::jsonb, c.preferences) AS preferences,
+                array_remove(ARRAY[
+                  CASE WHEN $3::text IS NOT NULL AND $3::text IS DISTINCT FROM c.first_name THEN 'first_name' END,
+                  CASE WHEN $4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name THEN 'last_name' END,
+                  CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status THEN 'status' END], NULL)
+                || COALESCE((SELECT array_agg('metadata.' || k ORDER BY k)
+                               FROM (SELECT jsonb_object_keys(c.metadata) UNION SELECT jsonb_object_keys($6::jsonb)) AS keys(k)
+                              WHERE $6::jsonb IS NOT NULL AND (c.metadata -> k) IS DISTINCT FROM ($6::jsonb -> k)), '{}')
+                || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed
+           FROM cur c),
+       upd AS (
+         UPDATE users u
+            SET first_name = n.first_name, last_name = n.last_name, status = n.status, metadata = n.metadata,
+                preferences = n.preferences, version = u.version + 1, updated_at = $9
+           FROM nxt n, cur c
+          WHERE u.organization_id = $1 AND u.id = n.id AND cardinality(n.changed) > 0 AND ($8::int IS NULL OR c.version = $8::int)
+         RETURNING u.*),
        act AS (
          INSERT INTO user_activity_months (organization_id, month, user_id)
-         SELECT organization_id, to_char(${at}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
+         SELECT organization_id, to_char($9::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
-         SELECT e.id, upd.organization_id, e.type, e.data, ${at} FROM upd,
-                unnest(${params.p(events.map((e) => e.id))}::text[], ${params.p(events.map((e) => e.type))}::text[],
-                       ${params.p(events.map((e) => JSON.stringify(e.data)))}::jsonb[]) WITH ORDINALITY AS e(id, type, data, n)
-          ORDER BY e.n)
-       SELECT upd.*, pr.name AS role_name FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id`;
-    const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, statementName(text), text, params.values);
-    return rows[0];
+         SELECT $10, upd.organization_id, 'user.updated',
+                jsonb_build_object('user', ${USER_EVENT_SNAPSHOT('upd', 'pr')}, 'changes', to_jsonb(n.changed)), $9
+           FROM upd JOIN nxt n ON n.id = upd.id LEFT JOIN roles pr ON pr.id = upd.role_id)
+       SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles, n.changed, EXISTS (SELECT 1 FROM upd) AS written
+         FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) u
+         JOIN nxt n ON n.id = u.id
+         LEFT JOIN roles pr ON pr.id = u.role_id`,
+      [
+        organizationId,
+        id,
+        fields.first_name,
+        fields.last_name,
+        fields.status,
+        fields.metadata === null ? null : JSON.stringify(fields.metadata),
+        fields.preferences === null ? null : JSON.stringify(fields.preferences),
+        options.expectedVersion ?? null,
+        options.updatedAt,
+        options.eventId,
+      ],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const { changed, written, ...user } = row;
+    return { user: user as UserRecord, changed, written };
   }
 
   async delete(manager: Queryable, organizationId: string, id: string): Promise<boolean> {

@@ -35,8 +35,6 @@ const TOTAL_CACHE_MS = 5000;
 const EXACT_ESTIMATE_CAP = 1000;
 /** Keyset-mode estimates are reused this long. */
 const ESTIMATE_CACHE_MS = 30_000;
-/** Optimistic tries of an update before it takes the row's lock (the last try). */
-const MAX_OPTIMISTIC_UPDATES = 3;
 const DEFAULT_SORT: SortKey[] = [{ field: 'created_at', direction: 'desc' }];
 
 interface CursorPosition<S> {
@@ -148,26 +146,48 @@ export class UsersService {
   }
 
   /**
-   * Changes only what the request sends. Usually two round trips: the read, then one statement that
-   * writes the row at the version read, the activity row and the user.updated event
-   * (UsersRepository.updateAtVersion). If another request changed the user in between, the change
-   * is worked out again from a fresh read (with If-Match: 409 CONCURRENT_UPDATE instead); the last
-   * try, and any role change (whose events need the new set of roles), run in a transaction that
-   * locks the row, so an update without If-Match never fails for want of a turn.
+   * Changes only what the request sends. Without a role, one statement does it all
+   * (UsersRepository.updateFields: lock, compare, write, activity, user.updated); concurrent updates
+   * queue on the row and none is lost. A role change runs in a transaction, as its events need the
+   * user's new set of roles read back. A stale or foreign If-Match is 409 CONCURRENT_UPDATE.
    */
   async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
-    const strict = ifMatch !== undefined && ifMatch.trim() !== '*';
-    for (let attempt = 1; attempt < MAX_OPTIMISTIC_UPDATES; attempt++) {
-      const current = await this.get(organizationId, id);
-      this.expectedVersion(current, ifMatch);
-      const change = await this.changesFor(organizationId, current, dto);
-      if (!change) return current;
-      if (change.changes.role_id) break;
-      const user = await this.writeAtVersion(organizationId, current, change);
-      if (user) return user;
-      if (strict) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
+    if ('role' in dto && dto.role !== undefined) return this.updateLocked(organizationId, id, dto, ifMatch);
+    if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
+    const expected = parseIfMatch(ifMatch);
+    if (expected && expected.id !== id) {
+      await this.get(organizationId, id); // 404 first when there is no such user
+      throw UsersService.staleIfMatch();
     }
-    return this.updateLocked(organizationId, id, dto, ifMatch);
+    const updatedAt = new Date();
+    this.changed(organizationId);
+    const result = await this.users.updateFields(
+      organizationId,
+      id,
+      {
+        first_name: dto.first_name ?? null,
+        last_name: dto.last_name ?? null,
+        status: ('status' in dto ? dto.status : undefined) ?? null,
+        metadata: dto.metadata ?? null,
+        preferences: ('preferences' in dto ? dto.preferences : undefined) ?? null,
+      },
+      { expectedVersion: expected?.version, updatedAt, eventId: newId('evt') },
+    );
+    this.changed(organizationId);
+    if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
+    const { user, changed, written } = result;
+    if (!written) {
+      // Nothing changed, or If-Match named another version (then nothing was written either).
+      if (expected && expected.version !== user.version) throw UsersService.staleIfMatch();
+      return user;
+    }
+    this.transactions.committed();
+    if (changed.includes('status')) await this.afterUpdate(organizationId, id, { status: user.status });
+    return user;
+  }
+
+  static staleIfMatch(): AppException {
+    return new AppException('CONCURRENT_UPDATE', 'If-Match does not match the current version; fetch the user again');
   }
 
   /** What `dto` changes on `current`: columns, the names of the fields changed (for user.updated). */
@@ -204,20 +224,6 @@ export class UsersService {
       changed.push('preferences');
     }
     return Object.keys(changes).length === 0 ? undefined : { changes, changed };
-  }
-
-  /** The one-statement write of `update`; undefined when the user is no longer at `current.version`. */
-  private async writeAtVersion(organizationId: string, current: UserRecord, { changes, changed }: { changes: Record<string, unknown>; changed: string[] }) {
-    const updatedAt = new Date();
-    const next: UserRecord = { ...current, ...(changes as Partial<UserRecord>), version: current.version + 1, updated_at: updatedAt };
-    const event = this.events.draft(organizationId, 'user.updated', { user: userSnapshot(next), changes: changed }, updatedAt);
-    this.changed(organizationId);
-    const row = await this.users.updateAtVersion(organizationId, current.id, changes, current.version, updatedAt, [event]);
-    this.changed(organizationId);
-    if (!row) return undefined;
-    this.transactions.committed();
-    await this.afterUpdate(organizationId, current.id, changes);
-    return { ...row, roles: current.roles };
   }
 
   /** `update` in a transaction holding the row's lock: for role changes and the last try. */
@@ -605,13 +611,21 @@ export class UsersService {
   }
 
   private expectedVersion(current: UserRecord, ifMatch: string | undefined): number | undefined {
-    if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-    const match = /^(?:W\/)?"([^"]+)\.v(\d+)"$/.exec(ifMatch.trim());
-    if (!match || match[1] !== current.id || Number(match[2]) !== current.version) {
-      throw new AppException('CONCURRENT_UPDATE', 'If-Match does not match the current version; fetch the user again');
-    }
+    const expected = parseIfMatch(ifMatch);
+    if (!expected) return undefined;
+    if (expected.id !== current.id || expected.version !== current.version) throw UsersService.staleIfMatch();
     return current.version;
   }
+}
+
+/**
+ * The user id and version an If-Match names (ETags are "<id>.v<version>"); undefined when there is
+ * no If-Match or it is "*". One that is no ETag of ours can match no version: id "".
+ */
+function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
+  if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
+  const match = /^(?:W\/)?"([^"]+)\.v(\d+)"$/.exec(ifMatch.trim());
+  return match ? { id: match[1]!, version: Number(match[2]) } : { id: '', version: -1 };
 }
 
 /** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
