@@ -645,13 +645,15 @@ async function argon2idHashMs(count = 20) {
  */
 function projectOntoReference(rows, { reference, argon2idMs }) {
   const yardstick = rows.find((r) => r.name === 'baseline' && r.measured?.requests_per_sec > 0);
-  if (!yardstick) return undefined;
-  const ioFactor = reference.yardstick_rps / yardstick.measured.requests_per_sec;
+  const ioFactorOf = (r) => {
+    const rps = r.yardstick_rps ?? yardstick?.measured.requests_per_sec;
+    return rps ? reference.yardstick_rps / rps : undefined;
+  };
   const cpuFactor = argon2idMs ? argon2idMs / reference.argon2id_ms : undefined;
   const projected = rows
     .filter((r) => r.measured && r.name !== 'baseline' && !r.skipped)
     .map((r) => {
-      const factor = r.name === 'login' ? cpuFactor : ioFactor;
+      const factor = r.name === 'login' ? cpuFactor : ioFactorOf(r);
       if (factor === undefined) return undefined;
       const rps = r.measured.requests_per_sec * factor;
       const p99 = r.measured.latency_ms.p99 / factor;
@@ -662,10 +664,11 @@ function projectOntoReference(rows, { reference, argon2idMs }) {
       return { name: r.name, label: r.label, factor: Number(factor.toFixed(2)), projected_rps: Math.round(rps), projected_p99_ms: Math.round(p99), verdict };
     })
     .filter(Boolean);
+  if (projected.length === 0) return undefined;
   const text =
-    `Projection onto the issue's machine (an estimate, not a measurement): the yardstick ran at ` +
-    `${Math.round(yardstick.measured.requests_per_sec)} req/s here against about ${reference.yardstick_rps} there (× ${ioFactor.toFixed(2)})` +
-    (cpuFactor ? `; argon2id took ${argon2idMs.toFixed(1)} ms a hash here against about ${reference.argon2id_ms} (× ${cpuFactor.toFixed(2)}, for login)` : '') +
+    `Projection onto the issue's machine (an estimate, not a measurement): each scenario's figures times ` +
+    `(${reference.yardstick_rps} req/s, the yardstick there) ÷ (the yardstick here, measured just before that scenario)` +
+    (cpuFactor ? `; for login, argon2id's ${argon2idMs.toFixed(1)} ms a hash here ÷ about ${reference.argon2id_ms} there` : '') +
     '.\n' +
     renderTable(
       ['scenario', 'factor', 'projected req/s', 'projected p99 ms', 'target req/s', 'target p99', 'projected'],

@@ -11,6 +11,8 @@
  *   BENCH_ONLY=a,b           run only these scenarios (names below)
  *   BENCH_TIMEOUT_SECONDS    global bound (default derived from the above); on expiry everything is
  *                            stopped and the process exits 1
+ *   BENCH_YARDSTICK_SECONDS=3  the short yardstick run before each scenario (0 to skip; see REFERENCE)
+ *   BENCH_NODE_ARGS          extra node flags for the API process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
  *   BENCH_STRICT=1           exit 2 when a scenario misses its target or has errors
  *   BENCH_DIST_DIR=dist      the build to run (dist/apps/api/src/main.js)
  *   DATABASE_URL             a loopback PostgreSQL server to use (database `um_bench` is created on it);
@@ -262,16 +264,10 @@ async function main() {
     },
     baseline: async (row) => {
       requireSeeded();
-      const yardstick = await lib.startBaselineServer({ script: join(ROOT, 'scripts/bench-baseline-server.js'), databaseUrl, baseEnv });
-      resources.baseline = yardstick;
+      const yardstick = await startYardstick();
       row.baseUrl = yardstick.baseUrl;
       row.pid = yardstick.pid;
-      row.stop = async () => {
-        await yardstick.stop();
-        resources.baseline = undefined;
-      };
-      const headers = { authorization: `Bearer ${yardstick.token}` };
-      return [{ method: 'GET', headers, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) }];
+      return yardstickRequests(yardstick);
     },
     list: async () => [{ method: 'GET', path: '/v2/users?limit=25', headers: auth }],
     list_cursor: async (row) => {
@@ -375,6 +371,24 @@ async function main() {
     },
   };
 
+  // The yardstick server runs for the whole bench (idle between its runs). Before each scenario it
+  // gets a short run of its own, so that each scenario's projection uses how fast this machine was
+  // just then: on a shared virtual machine that changes from minute to minute.
+  const startYardstick = async () => {
+    resources.baseline ??= await lib.startBaselineServer({ script: join(ROOT, 'scripts/bench-baseline-server.js'), databaseUrl, baseEnv });
+    return resources.baseline;
+  };
+  const yardstickRequests = (yardstick) => [
+    { method: 'GET', headers: { authorization: `Bearer ${yardstick.token}` }, setupRequest: (req) => ({ ...req, path: `/v2/users/${randomSeededId()}` }) },
+  ];
+  const yardstickSeconds = lib.envInt('BENCH_YARDSTICK_SECONDS', 3, 0, 60);
+  const measureYardstick = async () => {
+    if (yardstickSeconds === 0 || maxBench < 1) return undefined;
+    const yardstick = await startYardstick();
+    const run = await lib.runLoad({ baseUrl: yardstick.baseUrl, requests: yardstickRequests(yardstick), connections, seconds: yardstickSeconds });
+    return run.requests_total > 0 && run.non_2xx === 0 ? run.requests_per_sec : undefined;
+  };
+
   const settleQuietly = async (name, when) => {
     const ms = await lib.settle(baseUrl);
     if (ms > 1500) log(`[${name}] waited ${lib.formatDuration(ms)} ${when} for the API to finish earlier requests`);
@@ -397,6 +411,10 @@ async function main() {
       log(`[${scenario.name}] SKIPPED: ${error.message}`);
       continue;
     }
+    if (scenario.name !== 'baseline') {
+      row.yardstick_rps = await measureYardstick();
+      if (row.yardstick_rps !== undefined) log(`[${scenario.name}] yardstick just before: ${row.yardstick_rps.toFixed(0)} req/s`);
+    }
     await settleQuietly(scenario.name, 'before');
     const target = row.baseUrl ?? baseUrl;
     try {
@@ -412,7 +430,6 @@ async function main() {
       await settleQuietly(scenario.name, 'after the warm-up');
     }
     row.measured = await lib.runLoad({ baseUrl: target, requests, connections, seconds, apiPid: row.pid ?? resources.server.child.pid });
-    await row.stop?.();
     row.verdict = lib.verdictFor(row);
     const m = row.measured;
     log(`[${scenario.name}] ${m.requests_per_sec.toFixed(0)} req/s, p50 ${m.latency_ms.p50} ms, p99 ${m.latency_ms.p99} ms, ` +
@@ -464,6 +481,7 @@ async function main() {
       setup_error: r.setup_error ?? null,
       note: r.note ?? null,
       idle_probe: r.probe ?? null,
+      yardstick_rps_before: r.yardstick_rps ?? null,
       ...(r.measured ?? {}),
     })),
   };

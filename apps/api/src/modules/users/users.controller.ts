@@ -19,7 +19,11 @@ import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
 
 const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Do this POST at most once (24 h)' };
-const IF_MATCH_HEADER = { name: 'If-Match', required: false, description: 'The ETag you read; a stale one is 409 CONCURRENT_UPDATE' };
+const IF_MATCH_HEADER = {
+  name: 'If-Match',
+  required: false,
+  description: 'The ETag you read; a stale one is 409 CONCURRENT_UPDATE. Without it, concurrent updates of one user are applied one after another and none is lost.',
+};
 
 @ApiTags('Users')
 @ApiBearerAuth()
