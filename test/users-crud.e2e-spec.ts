@@ -109,6 +109,11 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(patch.body).toMatchObject({ first_name: 'Jane', last_name: 'Smith', role: 'admin' });
     const bad = await t.http().put(`/v2/users/${created.id}`).set(auth()).send({ email_verified: true }).expect(422);
     expect(bad.body.error.code).toBe('VALIDATION_ERROR');
+    // A field may be left out, not cleared: null is refused and changes nothing.
+    for (const cleared of [{ first_name: null }, { last_name: null }, { status: null }, { metadata: null }, { role: null }]) {
+      const res = await t.http().patch(`/v2/users/${created.id}`).set(auth()).send(cleared);
+      expect([res.status, res.body.error?.code, res.body.error?.details?.[0]?.field]).toEqual([422, 'VALIDATION_ERROR', Object.keys(cleared)[0]]);
+    }
     await t.drainEvents();
     const events = await t.sql<{ type: string; data: { changes?: string[]; roles?: string[] } }>(
       `SELECT type, data FROM outbox_events WHERE data->'user'->>'id' = $1 ORDER BY seq`,
@@ -136,6 +141,12 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     const stale = await t.http().put(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', etag).send({ first_name: 'Two' }).expect(409);
     expect(stale.body.error.code).toBe('CONCURRENT_UPDATE');
     await t.http().delete(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', etag).expect(409);
+    // Versions beyond any the database holds, other users' ETags and non-ETags: 409, never 5xx; no user: 404.
+    for (const other of [`"${created.body.id}.v3000000000"`, `"${created.body.id}.v${'9'.repeat(400)}"`, '"user_other.v2"', 'garbage']) {
+      const res = await t.http().patch(`/v2/users/${created.body.id}`).set(auth()).set('If-Match', other).send({ first_name: 'Three' });
+      expect([res.status, res.body.error?.code]).toEqual([409, 'CONCURRENT_UPDATE']);
+    }
+    await t.http().patch('/v2/users/user_nosuchuser').set(auth()).set('If-Match', '"user_other.v2"').send({ first_name: 'Three' }).expect(404);
     const read = await t.http().get(`/v2/users/${created.body.id}`).set(auth()).expect(200);
     expect(read.body.first_name).toBe('One');
   });

@@ -52,8 +52,9 @@ export class RolesService {
   async findAll(organizationId: string, refs: string[]): Promise<Map<string, RoleSummary>> {
     const found = await this.roles.findByRefs(organizationId, [...new Set(refs)]);
     const byRef = new Map<string, RoleSummary>();
-    for (const role of found) byRef.set(role.id, role);
+    // As in resolve: a reference that is some role's id means that role, even if another is named so.
     for (const role of found) byRef.set(role.name, role);
+    for (const role of found) byRef.set(role.id, role);
     return byRef;
   }
 

@@ -132,7 +132,7 @@ export class UsersRepository {
     const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_record_sign_in',
       `WITH upd AS (
          UPDATE users SET last_login = $3, login_count = login_count + 1
-          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING *),
+          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
        act AS (
          INSERT INTO user_activity_months (organization_id, month, user_id)
          SELECT organization_id, to_char($3::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
@@ -201,8 +201,8 @@ export class UsersRepository {
   }
 
   /**
-   * POST /users as one statement, so one round trip and no BEGIN/COMMIT: resolves the role (by name,
-   * else id), inserts the user unless the email is taken, counts them active this month and writes
+   * POST /users as one statement, so one round trip and no BEGIN/COMMIT: resolves the role (by id,
+   * else name, as RolesService.resolve), inserts the user unless the email is taken, counts them active this month and writes
    * the user.created event to the outbox (its `user.role` filled in from the role found), all or
    * nothing. `role` is undefined when no such role exists; `user` when the email is taken.
    */
@@ -217,7 +217,7 @@ export class UsersRepository {
       this.dataSource, undefined, 'users_create_one',
       `WITH r AS (
          SELECT id, name, display_name, permissions FROM roles
-          WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (name = $7) DESC LIMIT 1),
+          WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (id = $7) DESC LIMIT 1),
        ins AS (
          INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
                             password_hash, metadata, created_at, updated_at)
@@ -294,7 +294,8 @@ export class UsersRepository {
    * the row its predecessor left.
    *
    * Returns the row as it now is (with every role), the names of the fields changed, and whether
-   * it was written; undefined when there is no such (undeleted) user.
+   * it was written; undefined when there is no such (undeleted) user. Roles are read as of the
+   * statement's start: a role change committed while it waited for the lock shows in the next read.
    */
   async updateFields(
     organizationId: string,

@@ -624,8 +624,10 @@ export class UsersService {
  */
 function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
   if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-  const match = /^(?:W\/)?"([^"]+)\.v(\d+)"$/.exec(ifMatch.trim());
-  return match ? { id: match[1]!, version: Number(match[2]) } : { id: '', version: -1 };
+  const match = /^(?:W\/)?"([^"]+)\.v(\d{1,10})"$/.exec(ifMatch.trim());
+  const version = match ? Number(match[2]) : -1;
+  // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
+  return match && version <= 2_147_483_647 ? { id: match[1]!, version } : { id: match?.[1] ?? '', version: -1 };
 }
 
 /** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional, PickType } from '@nestjs/swagger';
-import { MaxJsonSize, OffsetPaginationQuery, toBoolean } from '@app/common';
+import { IsOmittable, MaxJsonSize, OffsetPaginationQuery, toBoolean } from '@app/common';
 import { Transform, Type } from 'class-transformer';
 import {
   ArrayMaxSize,
@@ -66,30 +66,30 @@ export class CreateUserDto {
 
 export class UpdateUserDto {
   @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   first_name?: string;
 
   @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   last_name?: string;
 
   @ApiPropertyOptional({ description: 'Primary role (name or id); publishes user.role_changed' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   role?: string;
 
   @ApiPropertyOptional({ enum: USER_STATUSES })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(USER_STATUSES)
   status?: (typeof USER_STATUSES)[number];
 
   @ApiPropertyOptional({ description: 'Replaces the whole metadata object (≤ 16 KiB)' })
-  @IsOptional()
+  @IsOmittable()
   @IsObject()
   @MaxJsonSize(16 * 1024)
   metadata?: Record<string, unknown>;
@@ -221,25 +221,25 @@ export class AssignRolesDto {
 
 export class UpdateOwnProfileDto {
   @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   first_name?: string;
 
   @ApiPropertyOptional({ minLength: 1, maxLength: 100 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   last_name?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsObject()
   @MaxJsonSize(16 * 1024)
   metadata?: Record<string, unknown>;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsObject()
   @MaxJsonSize(16 * 1024)
   preferences?: Record<string, unknown>;
