@@ -477,7 +477,7 @@ function processCpuMs(pid) {
 /** Pids of every PostgreSQL server process on this machine (embedded or served). */
 function postgresPids() {
   const fs = require('node:fs');
-  let entries = [];
+  let entries;
   try {
     entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
