@@ -225,6 +225,25 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
   });
 
+  it('Idempotency-Key: concurrent retries make one user; each gets that user or 409 while it is being made', async () => {
+    const body = newUser();
+    const results = await Promise.all(Array.from({ length: 6 }, () => create(body).set('Idempotency-Key', 'create-concurrent')));
+    expect(results.every((r) => r.status === 201 || r.status === 409)).toBe(true);
+    const created = results.filter((r) => r.status === 201);
+    expect(created.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(created.map((r) => r.body.id)).size).toBe(1);
+    for (const r of results.filter((x) => x.status === 409)) expect(r.body.error.code).toBe('CONCURRENT_UPDATE');
+    expect(await t.sql('SELECT 1 FROM users WHERE email = $1', [body.email])).toHaveLength(1);
+    // Once the first is done, a retry replays it.
+    const later = await create(body).set('Idempotency-Key', 'create-concurrent').expect(201);
+    expect([later.body.id, later.headers['idempotent-replayed']]).toEqual([created[0]!.body.id, 'true']);
+    // A bulk with a key of its own is done once too.
+    const bulkBody = { users: [newUser(), newUser()] };
+    const bulk = await Promise.all([0, 1, 2].map(() => t.http().post('/v2/users/bulk').set(auth()).set('Idempotency-Key', 'bulk-concurrent').send(bulkBody)));
+    expect(bulk.filter((r) => r.status === 200)).not.toHaveLength(0);
+    expect(await t.sql('SELECT 1 FROM users WHERE email = ANY($1)', [bulkBody.users.map((u) => u.email)])).toHaveLength(2);
+  });
+
   it('a cursor alone continues the walk it was made for (seed §8.2); contradicting it is 400 INVALID_CURSOR', async () => {
     const tag = `cur${Date.now()}`;
     await t.http().post('/v2/users/bulk').set(auth()).send({ users: [1, 2, 3, 4, 5].map((i) => newUser({ last_name: `${tag}${i}` })) }).expect(200);
