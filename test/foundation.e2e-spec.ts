@@ -77,6 +77,18 @@ describe('Foundation: the request pipeline (CONTRACT §1–§3)', () => {
     const res = await t.http().get('/openapi.json').set('Accept-Encoding', 'gzip').expect(200);
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['content-encoding']).toBe('gzip');
+    // helmet's set, on every answer: API routes, errors and the docs page.
+    for (const path of ['/health', '/v2/no-such-route', '/docs']) {
+      const page = await t.http().get(path);
+      expect(page.headers).toMatchObject({
+        'content-security-policy': expect.stringContaining("default-src 'self'"),
+        'strict-transport-security': 'max-age=31536000; includeSubDomains',
+        'x-frame-options': 'SAMEORIGIN',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'cross-origin-opener-policy': 'same-origin',
+      });
+    }
   });
 
   it('never answers a malformed request with a 5xx', async () => {

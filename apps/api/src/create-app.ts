@@ -1,12 +1,12 @@
 import compress from '@fastify/compress';
-import helmet from '@fastify/helmet';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
 import { configureHttp, requestIdFor } from '@app/common';
 import { AppConfig } from '@app/config';
 import { Logger } from 'nestjs-pino';
-import type { IncomingMessage } from 'node:http';
+import helmet, { HelmetOptions } from 'helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppModule, loggerOptions } from './app.module';
 import { setupOpenApi } from './openapi';
 
@@ -43,7 +43,8 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
     request.log.info({ req: request, status_code: reply.statusCode, response_time_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request completed');
     done();
   });
-  await app.register(helmet, {
+  // The same security headers on every response (the CSP allows the /docs page's own assets).
+  const headers = securityHeaders({
     contentSecurityPolicy: {
       directives: {
         defaultSrc: ["'self'"],
@@ -53,9 +54,36 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
       },
     },
   });
+  app.getHttpAdapter().getInstance().addHook('onRequest', (_request, reply, done) => {
+    void reply.headers(headers);
+    done();
+  });
   await app.register(compress, { threshold: 1024 });
   setupOpenApi(app, config);
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return app;
+}
+
+/**
+ * The headers helmet sets, worked out once by helmet itself: they do not depend on the request, and
+ * running its middleware chain per request (re-parsing the CSP directives each time) cost about 5 %
+ * of the API's CPU on a get-by-id.
+ */
+export function securityHeaders(options: Readonly<HelmetOptions>): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const response = {
+    setHeader: (name: string, value: string | number | readonly string[]) => {
+      headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value);
+    },
+    removeHeader: (name: string) => {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  let failure: unknown;
+  helmet(options)({} as IncomingMessage, response as unknown as ServerResponse, (error?: unknown) => {
+    failure = error;
+  });
+  if (failure) throw failure instanceof Error ? failure : new Error(String(failure));
+  return headers;
 }

@@ -1,4 +1,5 @@
 import { ArgumentMetadata, Injectable, ValidationError, ValidationPipe } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
 import { AppException } from '../errors/app.exception';
 import { ErrorDetail } from '../errors/error-codes';
 
@@ -41,6 +42,9 @@ const SECRET_FIELDS = /(password|secret|api_key|token|key)$/i;
  */
 @Injectable()
 export class AppValidationPipe extends ValidationPipe {
+  /** Query classes for which an empty query string is known to be valid (most requests send none). */
+  private readonly emptyQueryValid = new WeakSet<object>();
+
   constructor() {
     super({
       whitelist: true,
@@ -68,13 +72,24 @@ export class AppValidationPipe extends ValidationPipe {
         });
       }
     }
+    // An empty query validates the same way every time: validate it once per class, then only build it.
+    const emptyQuery = metadata.type === 'query' && validatesClass && isEmptyObject(value);
+    if (emptyQuery && this.emptyQueryValid.has(metadata.metatype!)) return plainToInstance(metadata.metatype!, {});
     try {
-      return await super.transform(value, metadata);
+      const result = await super.transform(value, metadata);
+      if (emptyQuery) this.emptyQueryValid.add(metadata.metatype!);
+      return result;
     } catch (error) {
       if (error instanceof ValidationFailure) throw toAppException(error.errors, metadata.type);
       throw error;
     }
   }
+}
+
+function isEmptyObject(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  for (const _key in value) return false;
+  return true;
 }
 
 export function toAppException(errors: ValidationError[], source: ArgumentMetadata['type']): AppException {
