@@ -30,6 +30,10 @@ describe('Running the API as a process (CONTRACT §1)', () => {
   }, 120_000);
 
   it('refuses to start with invalid configuration and says why', async () => {
-    await expect(startApiProcess({ LOG_LEVEL: 'loud', DATA_DIR: dataDir }, 15_000)).rejects.toThrow(/exited with 1/);
+    const start = startApiProcess({ LOG_LEVEL: 'loud', PASSWORD_HASH_MEMORY_KIB: '4096', DATA_DIR: dataDir }, 15_000);
+    await expect(start).rejects.toThrow(/exited with 1/);
+    // Every problem is named, with what is allowed.
+    await expect(start).rejects.toThrow(/LOG_LEVEL must be one of/);
+    await expect(start).rejects.toThrow(/PASSWORD_HASH_MEMORY_KIB must be one of 47104, 19456, 12288, 9216, 7168 \(got "4096"\)/);
   });
 });

@@ -1,4 +1,5 @@
 import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { Algorithm, hash } from '@node-rs/argon2';
 
 describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §6, §9)', () => {
   let t: TestApp;
@@ -37,7 +38,8 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(JSON.stringify(res.body)).not.toMatch(/password|SecurePass/);
     expect(res.headers.etag).toBeDefined();
     const [row] = await t.sql<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [res.body.id]);
-    expect(row!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    // OWASP's 7 MiB × 5 profile, the default (PASSWORD_HASH_MEMORY_KIB).
+    expect(row!.password_hash).toMatch(/^\$argon2id\$v=19\$m=7168,t=5,p=1\$/);
   });
 
   it('GET /users/{id} returns roles with permissions and their union; include=preferences adds preferences', async () => {
@@ -304,6 +306,17 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       await t.drainEvents();
       const logins = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.login' AND data->'user'->>'email' = $1`, [email]);
       expect(logins.length).toBeGreaterThanOrEqual(1);
+    });
+
+    it('a hash made at other argon2id parameters still signs in, and is replaced at the configured ones', async () => {
+      const other = (await create({ ...newUser(), password: 'older hash password' }).expect(201)).body;
+      const older = await hash('older hash password', { algorithm: Algorithm.Argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+      await t.sql('UPDATE users SET password_hash = $2 WHERE id = $1', [other.id, older]);
+      await login('older hash password', other.email).expect(200);
+      const [after] = await t.sql<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [other.id]);
+      expect(after!.password_hash).toMatch(/^\$argon2id\$v=19\$m=7168,t=5,p=1\$/);
+      await login('older hash password', other.email).expect(200);
+      await login('not the password', other.email).expect(401);
     });
 
     it('wrong password and unknown email give the same 401 AUTH_INVALID_CREDENTIALS', async () => {

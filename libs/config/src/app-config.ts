@@ -21,6 +21,7 @@ export interface AppConfig {
   authFailureWindowSeconds: number;
   webhookWorkers: number;
   outboxRetentionHours: number;
+  passwordHashMemoryKib: number;
   smtpUrl: string | undefined;
   mailFrom: string;
   mailTemplatesDir: string;
@@ -51,6 +52,16 @@ export function loadConfig(env: Env = process.env): AppConfig {
     const value = Number(raw);
     if (!Number.isInteger(value) || value < min || value > max) {
       problems.push(`${name} must be an integer between ${min} and ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const oneOf = (name: string, fallback: number, allowed: number[]): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!allowed.includes(value)) {
+      problems.push(`${name} must be one of ${allowed.join(', ')} (got "${raw}")`);
       return fallback;
     }
     return value;
@@ -114,6 +125,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     authFailureWindowSeconds: int('AUTH_FAILURE_WINDOW_SECONDS', 600, 1, 86_400),
     webhookWorkers: int('WEBHOOK_WORKERS', 4, 0, 64),
     outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 168, 1, 87_600),
+    passwordHashMemoryKib: oneOf('PASSWORD_HASH_MEMORY_KIB', 7168, [47104, 19456, 12288, 9216, 7168]),
     smtpUrl: url('SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: str('MAIL_FROM') ?? 'User Management <no-reply@localhost>',
     mailTemplatesDir: resolve(process.cwd(), str('MAIL_TEMPLATES_DIR') ?? 'config/mail'),

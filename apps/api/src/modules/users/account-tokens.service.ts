@@ -32,6 +32,7 @@ export class AccountTokensService {
     private readonly masterKey: MasterKeyService,
     private readonly denylist: TokenDenylist,
     private readonly tokens: CredentialTokensRepository,
+    private readonly passwords: PasswordHasher,
   ) {}
 
   async sendVerification(organizationId: string, userId: string): Promise<void> {
@@ -57,7 +58,7 @@ export class AccountTokensService {
 
   /** Sets a new password and ends every session of the user (access and refresh tokens). */
   async resetPassword(token: string, password: string): Promise<void> {
-    const hash = await PasswordHasher.hash(password);
+    const hash = await this.passwords.hash(password);
     const row = await this.redeem(token, 'password_reset', async (manager, r) => {
       await this.users.update(manager, r.organization_id, r.user_id, { password_hash: hash });
       await this.tokens.revokeUserRefreshTokens(manager, r.organization_id, r.user_id);

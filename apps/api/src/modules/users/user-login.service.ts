@@ -41,6 +41,7 @@ export class UserLoginService {
     private readonly masterKey: MasterKeyService,
     private readonly tokens: CredentialTokensRepository,
     private readonly quota: UsersService,
+    private readonly passwords: PasswordHasher,
   ) {}
 
   async loginWithPassword(organizationId: string, email: string, password: string, context: { ip: string; userAgent?: string }): Promise<LoggedInUser> {
@@ -51,7 +52,7 @@ export class UserLoginService {
       throw new AppException('ACCOUNT_LOCKED', 'Too many failed sign-in attempts; try again later', { retryAfter });
     }
     const user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
-    const ok = await PasswordHasher.verify(user?.password_hash ?? null, password);
+    const ok = await this.passwords.verify(user?.password_hash ?? null, password);
     if (!user || !ok || user.status !== 'active' || user.deleted_at) {
       const failures = await this.counters.increment(`fail:${account}`, FAILURE_WINDOW_MS);
       if (failures.count >= FREE_FAILURES) {
@@ -62,14 +63,17 @@ export class UserLoginService {
     }
     await this.counters.reset(`fail:${account}`);
     if ((await this.quota.monthlyActiveCapacity(organizationId, user.id)) < 1) throw UsersService.quotaExceeded();
-    return this.startSession(user, context, 'password');
+    // A hash made with other parameters (an older profile, or PASSWORD_HASH_MEMORY_KIB changed) is
+    // replaced now, while the password is at hand; the sign-in statement stores it.
+    const rehashed = this.passwords.needsRehash(user.password_hash!) ? await this.passwords.hash(password) : undefined;
+    return this.startSession(user, context, 'password', rehashed);
   }
 
   /**
    * Opens a session for a user read with their roles (UsersRepository.findByEmail): one statement
    * records the login, the activity, the refresh token and the user.login event.
    */
-  async startSession(user: UserRecord, context: { ip: string; userAgent?: string }, method: 'password' | 'sso'): Promise<LoggedInUser> {
+  async startSession(user: UserRecord, context: { ip: string; userAgent?: string }, method: 'password' | 'sso', newPasswordHash?: string): Promise<LoggedInUser> {
     const sessionId = newId('ses');
     const refreshToken = `rt_${randomBytes(32).toString('base64url')}`;
     const at = new Date();
@@ -80,6 +84,7 @@ export class UserLoginService {
       at,
       { id: newId('rt'), hash: this.masterKey.hmac(REFRESH_PURPOSE, refreshToken), sessionId, expiresAt: new Date(at.getTime() + REFRESH_TTL_MS) },
       event,
+      newPasswordHash,
     );
     if (!updated) throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     this.transactions.committed();

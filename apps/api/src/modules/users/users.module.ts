@@ -11,6 +11,7 @@ import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/
 import { CredentialTokensRepository } from './credential-tokens.repository';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
 import { IdempotencyRepository } from './idempotency.repository';
+import { PasswordHasher } from './password-hasher';
 import { UserLoginService } from './user-login.service';
 import { UsersController } from './users.controller';
 import { UsersRepository } from './users.repository';
@@ -24,7 +25,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, IdempotencyRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService],
+  providers: [UsersRepository, CredentialTokensRepository, IdempotencyRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService, PasswordHasher],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService],
 })
 export class UsersModule {}

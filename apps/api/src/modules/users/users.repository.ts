@@ -120,7 +120,7 @@ export class UsersRepository {
   /**
    * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, marks the user
    * active this month, stores the session's first refresh token (hashed) and writes the user.login
-   * event to the outbox. Returns the updated row, or undefined when the user no longer exists.
+   * event to the outbox; with `newPasswordHash`, replaces the stored hash (a rehash at new parameters). Returns the updated row, or undefined when the user no longer exists.
    */
   async recordSignIn(
     organizationId: string,
@@ -128,10 +128,11 @@ export class UsersRepository {
     at: Date,
     refreshToken: { id: string; hash: string; sessionId: string; expiresAt: Date },
     event: DomainEvent<'user.login'>,
+    newPasswordHash?: string,
   ): Promise<UserRecord | undefined> {
     const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_record_sign_in',
       `WITH upd AS (
-         UPDATE users SET last_login = $3, login_count = login_count + 1
+         UPDATE users SET last_login = $3, login_count = login_count + 1, password_hash = COALESCE($10, password_hash)
           WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
        act AS (
          INSERT INTO user_activity_months (organization_id, month, user_id)
@@ -143,7 +144,7 @@ export class UsersRepository {
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $8, organization_id, 'user.login', $9::jsonb, $3 FROM upd)
        SELECT upd.*, pr.name AS role_name FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id`,
-      [organizationId, userId, at, refreshToken.id, refreshToken.hash, refreshToken.sessionId, refreshToken.expiresAt, event.id, JSON.stringify(event.data)],
+      [organizationId, userId, at, refreshToken.id, refreshToken.hash, refreshToken.sessionId, refreshToken.expiresAt, event.id, JSON.stringify(event.data), newPasswordHash ?? null],
     );
     return rows[0];
   }

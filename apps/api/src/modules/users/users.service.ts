@@ -85,6 +85,7 @@ export class UsersService {
     private readonly events: EventPublisher,
     private readonly denylist: TokenDenylist,
     private readonly organizations: OrganizationsService,
+    private readonly passwords: PasswordHasher,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
@@ -114,7 +115,7 @@ export class UsersService {
   async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
     if ((await this.monthlyActiveCapacity(organizationId)) < 1) throw UsersService.quotaExceeded();
     const roleRef = dto.role ?? DEFAULT_ROLE_NAME;
-    const passwordHash = dto.password ? await PasswordHasher.hash(dto.password) : null;
+    const passwordHash = dto.password ? await this.passwords.hash(dto.password) : null;
     const createdAt = new Date();
     const draft: UserRecord = {
       id: newId('user'), organization_id: organizationId, email: dto.email, first_name: dto.first_name, last_name: dto.last_name,
@@ -528,7 +529,7 @@ export class UsersService {
             firstName: c.dto.first_name,
             lastName: c.dto.last_name,
             roleId: role.id,
-            passwordHash: c.dto.password ? await PasswordHasher.hash(c.dto.password) : null,
+            passwordHash: c.dto.password ? await this.passwords.hash(c.dto.password) : null,
             metadata: c.dto.metadata ?? {},
           },
         });
