@@ -175,4 +175,32 @@ describe('Webhooks (CONTRACT §9, §10; seed §7.2)', () => {
     }
     expect((await t.http().get('/v2/webhooks').set(as).expect(200)).body.data).toEqual([]);
   });
+
+  it('deletes succeeded and failed deliveries past WEBHOOK_DELIVERY_RETENTION_DAYS (30) with their attempts; never pending ones', async () => {
+    const hook = (await register({ url: receiver.url('/retention'), events: ['user.deleted'] }).expect(201)).body;
+    const idAt = (daysAgo: number, tag: string) => `whd_${(Date.now() - daysAgo * 86_400_000).toString(36).padStart(9, '0')}${tag}`;
+    const rows: [string, string][] = [
+      [idAt(40, 'oldsucceeded'), 'succeeded'],
+      [idAt(31, 'oldfailed'), 'failed'],
+      [idAt(40, 'oldpending'), 'pending'],
+      [idAt(20, 'recentsucceeded'), 'succeeded'],
+    ];
+    for (const [id, status] of rows) {
+      await t.sql(
+        `INSERT INTO webhook_deliveries (id, organization_id, webhook_id, event_type, order_key, payload, status, next_attempt_at)
+         VALUES ($1, $2, $3, 'user.deleted', $1, '{}', $4, now() + interval '1 day')`,
+        [id, orgId, hook.id, status],
+      );
+      await t.sql(
+        `INSERT INTO webhook_delivery_attempts (id, delivery_id, organization_id, attempt, status_code, duration_ms) VALUES ($1, $2, $3, 1, 200, 5)`,
+        [`wha_${id}`, id, orgId],
+      );
+    }
+    expect(await t.app.get(WebhookDeliveryWorker).pruneFinished()).toBe(2);
+    const left = await t.sql<{ id: string }>(`SELECT id FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id`, [hook.id]);
+    expect(left.map((r) => r.id.replace(/^whd_\w{9}/, ''))).toEqual(['oldpending', 'recentsucceeded']);
+    const attempts = await t.sql<{ delivery_id: string }>(`SELECT delivery_id FROM webhook_delivery_attempts WHERE organization_id = $1 AND id LIKE 'wha_whd_%' ORDER BY delivery_id`, [orgId]);
+    expect(attempts.map((r) => r.delivery_id)).toEqual(left.map((r) => r.id));
+    await t.http().delete(`/v2/webhooks/${hook.id}`).set(auth()).expect(204);
+  });
 });

@@ -21,6 +21,7 @@ export interface AppConfig {
   authFailureWindowSeconds: number;
   webhookWorkers: number;
   outboxRetentionHours: number;
+  webhookDeliveryRetentionDays: number;
   passwordHashMemoryKib: number;
   smtpUrl: string | undefined;
   mailFrom: string;
@@ -125,6 +126,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     authFailureWindowSeconds: int('AUTH_FAILURE_WINDOW_SECONDS', 600, 1, 86_400),
     webhookWorkers: int('WEBHOOK_WORKERS', 4, 0, 64),
     outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 168, 1, 87_600),
+    webhookDeliveryRetentionDays: int('WEBHOOK_DELIVERY_RETENTION_DAYS', 30, 1, 3650),
     passwordHashMemoryKib: oneOf('PASSWORD_HASH_MEMORY_KIB', 7168, [47104, 19456, 12288, 9216, 7168]),
     smtpUrl: url('SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: str('MAIL_FROM') ?? 'User Management <no-reply@localhost>',

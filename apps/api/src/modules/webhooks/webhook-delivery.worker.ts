@@ -12,6 +12,9 @@ const POLL_INTERVAL_MS = 1000;
 // Longer than a send can take (10 s timeout); a process that dies mid-send frees its claims this soon.
 const LEASE_SECONDS = 15;
 export const WEBHOOK_SECRET_PURPOSE = 'webhook-secret';
+const PRUNE_INTERVAL_MS = 60_000;
+const PRUNE_BATCH = 2000;
+const PRUNE_MAX_BATCHES = 20;
 
 /**
  * Sends due deliveries: claims them with a lease (so several processes share the work and each
@@ -21,6 +24,7 @@ export const WEBHOOK_SECRET_PURPOSE = 'webhook-secret';
 @Injectable()
 export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(WebhookDeliveryWorker.name);
+  private lastPrune = 0;
   private readonly loop = new WorkLoop(() => this.drain(), { pollMs: POLL_INTERVAL_MS, logger: this.logger, what: 'Webhook delivery pass' });
 
   constructor(
@@ -39,6 +43,22 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
     await this.loop.stop();
   }
 
+  /**
+   * Deletes deliveries that succeeded or failed more than WEBHOOK_DELIVERY_RETENTION_DAYS ago (by
+   * creation time), with their attempts, in bounded batches. Returns how many went.
+   */
+  async pruneFinished(): Promise<number> {
+    const cutoff = Date.now() - this.config.webhookDeliveryRetentionDays * 86_400_000;
+    const before = `whd_${cutoff.toString(36).padStart(9, '0')}`;
+    let deleted = 0;
+    for (let i = 0; i < PRUNE_MAX_BATCHES && !this.loop.isStopped; i++) {
+      const n = await this.repository.pruneFinished(before, PRUNE_BATCH);
+      deleted += n;
+      if (n < PRUNE_BATCH) break;
+    }
+    return deleted;
+  }
+
   kick(): void {
     if (this.config.webhookWorkers > 0) this.loop.kick();
   }
@@ -48,8 +68,12 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
     return this.loop.settle();
   }
 
-  /** Claims and sends due deliveries until none is due. */
+  /** Claims and sends due deliveries until none is due; once a minute, prunes old finished ones first. */
   async drain(): Promise<void> {
+    if (Date.now() - this.lastPrune >= PRUNE_INTERVAL_MS) {
+      this.lastPrune = Date.now();
+      await this.pruneFinished();
+    }
     while (!this.loop.isStopped) {
       const batch = await this.repository.claimDue(this.config.webhookWorkers || 4, LEASE_SECONDS);
       if (batch.length === 0) return;

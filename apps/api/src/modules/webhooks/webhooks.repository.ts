@@ -80,6 +80,24 @@ export class WebhooksRepository {
    * Claims due deliveries with a lease, skipping rows another process holds (FOR UPDATE SKIP LOCKED),
    * and holding back a delivery while an earlier one for the same endpoint and user is still pending.
    */
+  /**
+   * Deletes up to `limit` finished (succeeded or failed) deliveries created before the time encoded
+   * in `beforeId` (delivery ids begin with their creation time), with their attempts, in one
+   * statement. Pending deliveries are never deleted. Returns how many deliveries went.
+   */
+  async pruneFinished(beforeId: string, limit: number): Promise<number> {
+    const rows: { n: number }[] = await this.dataSource.query(
+      `WITH gone AS (
+         DELETE FROM webhook_deliveries WHERE id IN (
+           SELECT id FROM webhook_deliveries WHERE id < $1 AND status IN ('succeeded', 'failed') ORDER BY id LIMIT $2)
+         RETURNING id),
+       attempts AS (DELETE FROM webhook_delivery_attempts WHERE delivery_id IN (SELECT id FROM gone))
+       SELECT count(*)::int AS n FROM gone`,
+      [beforeId, limit],
+    );
+    return rows[0]!.n;
+  }
+
   async claimDue(limit: number, leaseSeconds: number): Promise<ClaimedDelivery[]> {
     // An UPDATE … RETURNING answers [rows, affected] through TypeORM.
     const [rows]: [ClaimedDelivery[], number] = await this.dataSource.query(
