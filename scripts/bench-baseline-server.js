@@ -11,23 +11,19 @@
  * scenario, so the API's figures can be read as a share of what this machine allows at that moment
  * (this kind of machine is a shared virtual one whose speed varies from day to day).
  *
- *   DATABASE_URL, PORT, DATABASE_POOL_SIZE (10)
+ *   DATABASE_URL, PORT, DATABASE_POOL_SIZE (10), BENCH_DIST_DIR (the build whose query it runs; default dist)
  * Prints one JSON line {"port":…, "token":…, "organization_id":…} when it listens.
  */
 
 const Fastify = require('fastify');
 const { Pool } = require('pg');
 const jose = require('jose');
+const { join, resolve } = require('node:path');
 
-const ROLES_OF_USER = `
-  (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'name', r.name, 'display_name', r.display_name,
-            'permissions', r.permissions) ORDER BY (r.id = u.role_id) DESC, r.name), '[]'::json)
-     FROM roles r
-    WHERE r.organization_id = u.organization_id
-      AND (r.id = u.role_id OR r.id IN (SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id)))`;
-const FIND_USER = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
-    FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-   WHERE u.organization_id = $1 AND u.id = $2`;
+// The API's own GET /users/{id} query, from the build the bench runs.
+const { FIND_USER_DETAILED_SQL: FIND_USER } = require(
+  join(resolve(process.env.BENCH_DIST_DIR || join(__dirname, '..', 'dist')), 'apps/api/src/modules/users/users.repository.js'),
+);
 
 async function main() {
   const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.DATABASE_POOL_SIZE ?? 10) });

@@ -11,7 +11,6 @@ export interface RunningDatabase {
   stop(): Promise<void>;
 }
 
-/** Allocator settings that cut PostgreSQL's CPU on trigram search by about 3x on these machines. */
 /**
  * A quarter of the machine's memory, between 128 MB (PostgreSQL's default) and 2 GB: a million
  * users with their seven indexes take about 1.2 GB, and a page PostgreSQL has to fetch from the
@@ -24,6 +23,7 @@ function defaultSharedBuffers(): string {
 
 /** World-writable and sticky, so the `postgres` system user may create its socket there when we run as root. */
 const SOCKET_DIR = '/tmp';
+/** Allocator settings that cut PostgreSQL's CPU on trigram search by about 3x on these machines. */
 const POSTGRES_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '33554432', MALLOC_TRIM_THRESHOLD_: '67108864' };
 
 export async function freePort(): Promise<number> {

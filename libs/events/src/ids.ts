@@ -21,6 +21,18 @@ function randomHex(): string {
  * (good for index locality), then 80 random bits.
  */
 export function newId(prefix: string): string {
-  const time = Date.now().toString(36).padStart(9, '0');
-  return `${prefix}_${time}${randomHex()}`;
+  return `${idTime(prefix, Date.now())}${randomHex()}`;
+}
+
+/**
+ * A bound for "ids made before `time`": every id newId(prefix) made earlier sorts below it (the
+ * time part is fixed-width base 36, and digits sort before letters in every collation), so a
+ * primary-key range finds old rows without an index on their creation time.
+ */
+export function idsBefore(prefix: string, time: number): string {
+  return idTime(prefix, time);
+}
+
+function idTime(prefix: string, time: number): string {
+  return `${prefix}_${time.toString(36).padStart(9, '0')}`;
 }

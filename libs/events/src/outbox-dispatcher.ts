@@ -1,10 +1,11 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { APP_CONFIG, AppConfig } from '@app/config';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { WorkLoop } from '@app/common';
+import { APP_CONFIG, AppConfig } from '@app/config';
 import { preparedQuery, TransactionRunner } from '@app/database';
 import { DataSource, EntityManager } from 'typeorm';
 import { DispatchedEvent, DomainEvent, DomainEventName } from './event-map';
+import { idsBefore } from './ids';
 
 const BATCH_SIZE = 100;
 const POLL_INTERVAL_MS = 1000;
@@ -27,7 +28,6 @@ const COALESCE_MS = 40;
 @Injectable()
 export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(OutboxDispatcher.name);
-  // A few milliseconds' wait after a kick lets events committed together under load go out as one batch.
   private readonly loop = new WorkLoop(() => this.drain(), { pollMs: POLL_INTERVAL_MS, coalesceMs: COALESCE_MS, logger: this.logger, what: 'Outbox dispatch' });
 
   private lastPrune = 0;
@@ -72,13 +72,12 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
 
   /**
    * Deletes events dispatched and older than OUTBOX_RETENTION_HOURS, a bounded number per call, so
-   * the outbox does not grow without end. Undispatched events are never deleted. Event ids begin
-   * with their creation time (fixed-width base 36), so "older than" is a range of the primary key.
+   * the outbox does not grow without end. Undispatched events are never deleted. "Older than" is a
+   * range of the primary key (idsBefore).
    * Returns how many were deleted.
    */
   async pruneDispatched(): Promise<number> {
-    const cutoff = Date.now() - this.config.outboxRetentionHours * 3_600_000;
-    const before = `evt_${cutoff.toString(36).padStart(9, '0')}`;
+    const before = idsBefore('evt', Date.now() - this.config.outboxRetentionHours * 3_600_000);
     let deleted = 0;
     for (let i = 0; i < PRUNE_MAX_BATCHES && !this.loop.isStopped; i++) {
       const { rowCount } = await preparedQuery(this.dataSource, undefined, 'outbox_prune',

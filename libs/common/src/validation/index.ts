@@ -1,2 +1,3 @@
 export * from './app-validation.pipe';
 export * from './json-size.validator';
+export * from './omittable.validator';

@@ -1,4 +1,4 @@
-import { ValidateIf, registerDecorator, ValidationOptions } from 'class-validator';
+import { registerDecorator, ValidationOptions } from 'class-validator';
 
 /** The value, serialised as JSON, is at most `maxBytes` bytes (metadata ≤ 16 KiB). */
 export function MaxJsonSize(maxBytes: number, options?: ValidationOptions) {
@@ -17,11 +17,3 @@ export function MaxJsonSize(maxBytes: number, options?: ValidationOptions) {
 /** Query-string booleans: "true" / "false" only. */
 export const toBoolean = ({ value }: { value: unknown }): unknown =>
   value === 'true' ? true : value === 'false' ? false : value;
-
-/**
- * Like @IsOptional, but only an absent property skips the other rules: an explicit `null` is
- * validated (and refused by them). For fields that may be left out of a change but never cleared.
- */
-export function IsOmittable(options?: ValidationOptions) {
-  return ValidateIf((_object: object, value: unknown) => value !== undefined, options);
-}

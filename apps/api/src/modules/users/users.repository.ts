@@ -52,6 +52,23 @@ const ROLES_OF_USER = `
     WHERE r.organization_id = u.organization_id
       AND (r.id = u.role_id OR r.id IN (SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id)))`;
 
+/** A user with the primary role's name and every role (with permissions): complete it with a WHERE. */
+const SELECT_DETAILED = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
+         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id`;
+
+/** GET /users/{id}'s query (the bench's yardstick server runs this very text). */
+export const FIND_USER_DETAILED_SQL = `${SELECT_DETAILED}
+        WHERE u.organization_id = $1 AND u.id = $2`;
+
+/**
+ * Counts the users in `source` (a CTE of users rows) active in the UTC month of `at` (a timestamptz
+ * parameter), for statements that record activity along with their change (CONTRACT §5).
+ */
+const MARK_ACTIVE_FROM = (source: string, at: string) => `
+         INSERT INTO user_activity_months (organization_id, month, user_id)
+         SELECT organization_id, to_char(${at}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ${source}
+         ON CONFLICT DO NOTHING`;
+
 /** SET clauses for column changes (column names come from the service's whitelist, never from input). */
 function setClauses(changes: Record<string, unknown>, params: SqlParams): string[] {
   return Object.entries(changes).map(([column, value]) => {
@@ -91,9 +108,7 @@ export class UsersRepository {
    * PostgreSQL's parse and plan on every call.
    */
   async findDetailed(organizationId: string, id: string, manager?: Queryable, options: { lock?: boolean } = {}): Promise<UserRecord | undefined> {
-    const text = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
-         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-        WHERE u.organization_id = $1 AND u.id = $2${options.lock ? ' FOR UPDATE OF u' : ''}`;
+    const text = `${FIND_USER_DETAILED_SQL}${options.lock ? ' FOR UPDATE OF u' : ''}`;
     const name = options.lock ? 'users_find_detailed_lock' : 'users_find_detailed';
     return (await preparedQuery<UserRecord>(this.dataSource, manager, name, text, [organizationId, id])).rows[0];
   }
@@ -101,9 +116,7 @@ export class UsersRepository {
   async findManyDetailed(organizationId: string, ids: string[], manager?: Queryable): Promise<Map<string, UserRecord>> {
     if (ids.length === 0) return new Map();
     const rows: UserRecord[] = await this.db(manager).query(
-      `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
-         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-        WHERE u.organization_id = $1 AND u.id = ANY($2::text[])`,
+      `${SELECT_DETAILED} WHERE u.organization_id = $1 AND u.id = ANY($2::text[])`,
       [organizationId, ids],
     );
     return new Map(rows.map((r) => [r.id, r]));
@@ -111,16 +124,15 @@ export class UsersRepository {
 
   /** The user with this email (any case), with every role: what a sign-in needs, in one prepared query. */
   async findByEmail(organizationId: string, email: string): Promise<UserRecord | undefined> {
-    const text = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
-         FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
-        WHERE u.organization_id = $1 AND u.email_lower = $2`;
+    const text = `${SELECT_DETAILED} WHERE u.organization_id = $1 AND u.email_lower = $2`;
     return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email', text, [organizationId, email.trim().toLowerCase()])).rows[0];
   }
 
   /**
    * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, marks the user
    * active this month, stores the session's first refresh token (hashed) and writes the user.login
-   * event to the outbox; with `newPasswordHash`, replaces the stored hash (a rehash at new parameters). Returns the updated row, or undefined when the user no longer exists.
+   * event to the outbox; with `newPasswordHash`, replaces the stored hash (a rehash at new
+   * parameters). Returns the updated row, or undefined when the user can no longer sign in.
    */
   async recordSignIn(
     organizationId: string,
@@ -134,9 +146,7 @@ export class UsersRepository {
       `WITH upd AS (
          UPDATE users SET last_login = $3, login_count = login_count + 1, password_hash = COALESCE($10, password_hash)
           WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
-       act AS (
-         INSERT INTO user_activity_months (organization_id, month, user_id)
-         SELECT organization_id, to_char($3::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
+       act AS (${MARK_ACTIVE_FROM('upd', '$3')}),
        rt AS (
          INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at)
          SELECT $4, $5, organization_id, id, $6, $7 FROM upd),
@@ -188,10 +198,8 @@ export class UsersRepository {
                 COALESCE(t.metadata, '{}'), $3, $3
            FROM t ORDER BY t.n
          ON CONFLICT (organization_id, email_lower) DO NOTHING
-         RETURNING id),
-       act AS (
-         INSERT INTO user_activity_months (organization_id, month, user_id)
-         SELECT $1, to_char($3::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ins ON CONFLICT DO NOTHING),
+         RETURNING id, organization_id),
+       act AS (${MARK_ACTIVE_FROM('ins', '$3')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT t.event_id, $1, 'user.created', t.event, $3 FROM t WHERE t.id IN (SELECT id FROM ins) ORDER BY t.n)
@@ -203,9 +211,9 @@ export class UsersRepository {
 
   /**
    * POST /users as one statement, so one round trip and no BEGIN/COMMIT: resolves the role (by id,
-   * else name, as RolesService.resolve), inserts the user unless the email is taken, counts them active this month and writes
-   * the user.created event to the outbox (its `user.role` filled in from the role found), all or
-   * nothing. `role` is undefined when no such role exists; `user` when the email is taken.
+   * else name, as RolesService.resolve), inserts the user unless the email is taken, counts them
+   * active this month and writes the user.created event to the outbox (its `user.role` filled in
+   * from the role found), all or nothing. `role` is undefined when no such role exists; `user` when the email is taken.
    */
   async createOne(
     organizationId: string,
@@ -225,10 +233,7 @@ export class UsersRepository {
          SELECT $2, $1, $3, lower($3), $4, $5, r.id, 'active', false, $6, $8::jsonb, $9, $9 FROM r
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING *),
-       act AS (
-         INSERT INTO user_activity_months (organization_id, month, user_id)
-         SELECT organization_id, to_char($9::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ins
-         ON CONFLICT DO NOTHING),
+       act AS (${MARK_ACTIVE_FROM('ins', '$9')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $10, ins.organization_id, 'user.created', jsonb_set($11::jsonb, '{user,role}', to_jsonb(r.name)), $9 FROM ins, r)
@@ -330,9 +335,7 @@ export class UsersRepository {
            FROM nxt n, cur c
           WHERE u.organization_id = $1 AND u.id = n.id AND cardinality(n.changed) > 0 AND ($8::int IS NULL OR c.version = $8::int)
          RETURNING u.*),
-       act AS (
-         INSERT INTO user_activity_months (organization_id, month, user_id)
-         SELECT organization_id, to_char($9::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM upd ON CONFLICT DO NOTHING),
+       act AS (${MARK_ACTIVE_FROM('upd', '$9')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $10, upd.organization_id, 'user.updated',

@@ -25,7 +25,7 @@ import {
   SqlParams,
   textSearchConditions,
 } from './user-query';
-import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
+import { mapUserSummary, parseIfMatch, projectUser, userSnapshot } from './users.mapper';
 import { NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
@@ -117,22 +117,15 @@ export class UsersService {
     const roleRef = dto.role ?? DEFAULT_ROLE_NAME;
     const passwordHash = dto.password ? await this.passwords.hash(dto.password) : null;
     const createdAt = new Date();
-    const draft: UserRecord = {
-      id: newId('user'), organization_id: organizationId, email: dto.email, first_name: dto.first_name, last_name: dto.last_name,
-      role_id: null, role_name: null, status: 'active', email_verified: false, password_hash: passwordHash, metadata: dto.metadata ?? {},
-      preferences: {}, login_count: 0, last_login: null, version: 1, created_at: createdAt, updated_at: createdAt, deleted_at: null,
-    };
+    const newUser: NewUser = { id: newId('user'), email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: null, passwordHash, metadata: dto.metadata ?? {} };
     // `user.role` is filled in by the statement from the role it finds.
-    const event = this.events.draft(organizationId, 'user.created', { user: userSnapshot(draft), send_welcome_email: dto.send_welcome_email ?? false }, createdAt);
-    this.changed(organizationId);
-    const { role, user } = await this.users.createOne(
+    const event = this.events.draft(
       organizationId,
-      { id: draft.id, email: draft.email, firstName: draft.first_name, lastName: draft.last_name, roleId: null, passwordHash, metadata: draft.metadata },
-      roleRef,
+      'user.created',
+      { user: userSnapshot(newUserRecord(organizationId, newUser, createdAt)), send_welcome_email: dto.send_welcome_email ?? false },
       createdAt,
-      event,
     );
-    this.changed(organizationId);
+    const { role, user } = await this.writeStatement(organizationId, () => this.users.createOne(organizationId, newUser, roleRef, createdAt, event));
     if (!role) throw RolesService.unknownRoles([roleRef], 'role');
     if (!user) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
     this.transactions.committed();
@@ -160,21 +153,15 @@ export class UsersService {
       await this.get(organizationId, id); // 404 first when there is no such user
       throw UsersService.staleIfMatch();
     }
-    const updatedAt = new Date();
-    this.changed(organizationId);
-    const result = await this.users.updateFields(
-      organizationId,
-      id,
-      {
-        first_name: dto.first_name ?? null,
-        last_name: dto.last_name ?? null,
-        status: ('status' in dto ? dto.status : undefined) ?? null,
-        metadata: dto.metadata ?? null,
-        preferences: ('preferences' in dto ? dto.preferences : undefined) ?? null,
-      },
-      { expectedVersion: expected?.version, updatedAt, eventId: newId('evt') },
-    );
-    this.changed(organizationId);
+    const fields = {
+      first_name: dto.first_name ?? null,
+      last_name: dto.last_name ?? null,
+      status: ('status' in dto ? dto.status : undefined) ?? null,
+      metadata: dto.metadata ?? null,
+      preferences: ('preferences' in dto ? dto.preferences : undefined) ?? null,
+    };
+    const options = { expectedVersion: expected?.version, updatedAt: new Date(), eventId: newId('evt') };
+    const result = await this.writeStatement(organizationId, () => this.users.updateFields(organizationId, id, fields, options));
     if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
     const { user, changed, written } = result;
     if (!written) {
@@ -449,9 +436,14 @@ export class UsersService {
 
   /** Runs a change to the organization's users; its cached totals are dropped before and after. */
   private async write<T>(organizationId: string, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return this.writeStatement(organizationId, () => this.transactions.run(work));
+  }
+
+  /** The same for a change that is one statement of its own (it wrote its outbox events itself). */
+  private async writeStatement<T>(organizationId: string, work: () => Promise<T>): Promise<T> {
     this.changed(organizationId);
     try {
-      return await this.transactions.run(work);
+      return await work();
     } finally {
       this.changed(organizationId);
     }
@@ -516,7 +508,7 @@ export class UsersService {
       if (!role) {
         results[c.index]!.error = { code: 'INVALID_ROLE', message: `Unknown role: ${c.dto.role}` };
       } else if (existing.has(c.dto.email.toLowerCase())) {
-        results[c.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+        results[c.index]!.error = EMAIL_TAKEN;
       } else {
         capacity -= 1;
         toInsert.push({
@@ -541,41 +533,31 @@ export class UsersService {
 
     // What each new user looks like: the response items and user.created events come from this, so
     // nothing is read back.
-    const records = toInsert.map(({ user, role }): UserRecord => ({
-      id: user.id, organization_id: organizationId, email: user.email, first_name: user.firstName, last_name: user.lastName,
-      role_id: role.id, role_name: role.name, status: 'active', email_verified: false, password_hash: user.passwordHash,
-      metadata: user.metadata, preferences: {}, login_count: 0, last_login: null, version: 1, created_at: createdAt, updated_at: createdAt,
-      deleted_at: null,
-    }));
+    const records = toInsert.map(({ user, role }) => newUserRecord(organizationId, user, createdAt, role));
     const events = records.map((r, i) => this.events.draft(organizationId, 'user.created', { user: userSnapshot(r), send_welcome_email: toInsert[i]!.welcome }, createdAt));
     const users = toInsert.map((t) => t.user);
     let inserted: Set<string>;
-    this.changed(organizationId);
     try {
-      if (!failOnError) {
-        // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
-        inserted = await this.users.insertWithEvents(undefined, organizationId, users, createdAt, events);
-      } else {
-        // All or nothing: a taken email found by the insert rolls the whole batch back.
-        inserted = await this.transactions.run(async (manager) => {
-          const ids = await this.users.insertWithEvents(manager, organizationId, users, createdAt, events);
-          if (ids.size < users.length) throw new BulkRollback(ids);
-          return ids;
-        });
-      }
+      inserted = failOnError
+        ? // All or nothing: a taken email found by the insert rolls the whole batch back.
+          await this.write(organizationId, async (manager) => {
+            const ids = await this.users.insertWithEvents(manager, organizationId, users, createdAt, events);
+            if (ids.size < users.length) throw new BulkRollback(ids);
+            return ids;
+          })
+        : // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
+          await this.writeStatement(organizationId, () => this.users.insertWithEvents(undefined, organizationId, users, createdAt, events));
     } catch (error) {
       if (!(error instanceof BulkRollback)) throw error;
       for (const t of toInsert) {
-        if (!error.inserted.has(t.user.id)) results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+        if (!error.inserted.has(t.user.id)) results[t.index]!.error = EMAIL_TAKEN;
       }
       return this.bulkRolledBack(results, toInsert.map((t) => t.index));
-    } finally {
-      this.changed(organizationId);
     }
-    if (inserted.size > 0) this.transactions.committed();
+    if (!failOnError && inserted.size > 0) this.transactions.committed();
     toInsert.forEach((t, i) => {
       if (!inserted.has(t.user.id)) {
-        results[t.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' };
+        results[t.index]!.error = EMAIL_TAKEN;
         return;
       }
       const r = records[i]!;
@@ -619,16 +601,20 @@ export class UsersService {
   }
 }
 
+/** A bulk item whose email belongs to a user already. */
+const EMAIL_TAKEN = { code: 'DUPLICATE_EMAIL', message: 'User with this email already exists' } as const;
+
 /**
- * The user id and version an If-Match names (ETags are "<id>.v<version>"); undefined when there is
- * no If-Match or it is "*". One that is no ETag of ours can match no version: id "".
+ * A user as the insert of `user` makes them (the columns' defaults), without a read-back: what the
+ * response and the user.created event are built from. `role` is the primary role when known.
  */
-function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
-  if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-  const match = /^(?:W\/)?"([^"]+)\.v(\d{1,10})"$/.exec(ifMatch.trim());
-  const version = match ? Number(match[2]) : -1;
-  // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
-  return match && version <= 2_147_483_647 ? { id: match[1]!, version } : { id: match?.[1] ?? '', version: -1 };
+function newUserRecord(organizationId: string, user: NewUser, createdAt: Date, role?: RoleSummary): UserRecord {
+  return {
+    id: user.id, organization_id: organizationId, email: user.email, first_name: user.firstName, last_name: user.lastName,
+    role_id: role?.id ?? user.roleId, role_name: role?.name ?? null, status: 'active', email_verified: false, password_hash: user.passwordHash,
+    metadata: user.metadata, preferences: {}, login_count: 0, last_login: null, version: 1, created_at: createdAt, updated_at: createdAt,
+    deleted_at: null,
+  };
 }
 
 /** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
@@ -637,7 +623,6 @@ class BulkRollback extends Error {
     super('bulk rolled back');
   }
 }
-
 
 /** RFC 7396 JSON merge patch. Keys like __proto__ are plain data here, never prototypes. */
 export function mergePatch(target: unknown, patch: unknown): Record<string, unknown> {

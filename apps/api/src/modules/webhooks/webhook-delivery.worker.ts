@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { WorkLoop } from '@app/common';
 import { APP_CONFIG, AppConfig, MasterKeyService } from '@app/config';
-import { newId } from '@app/events';
+import { idsBefore, newId } from '@app/events';
 import { WebhookSender } from './webhook-sender';
 import { ClaimedDelivery, WebhooksRepository } from './webhooks.repository';
 
@@ -48,8 +48,7 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
    * creation time), with their attempts, in bounded batches. Returns how many went.
    */
   async pruneFinished(): Promise<number> {
-    const cutoff = Date.now() - this.config.webhookDeliveryRetentionDays * 86_400_000;
-    const before = `whd_${cutoff.toString(36).padStart(9, '0')}`;
+    const before = idsBefore('whd', Date.now() - this.config.webhookDeliveryRetentionDays * 86_400_000);
     let deleted = 0;
     for (let i = 0; i < PRUNE_MAX_BATCHES && !this.loop.isStopped; i++) {
       const n = await this.repository.pruneFinished(before, PRUNE_BATCH);

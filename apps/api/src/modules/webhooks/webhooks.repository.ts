@@ -81,8 +81,8 @@ export class WebhooksRepository {
    * and holding back a delivery while an earlier one for the same endpoint and user is still pending.
    */
   /**
-   * Deletes up to `limit` finished (succeeded or failed) deliveries created before the time encoded
-   * in `beforeId` (delivery ids begin with their creation time), with their attempts, in one
+   * Deletes up to `limit` finished (succeeded or failed) deliveries whose ids sort below `beforeId`
+   * (idsBefore: created before that time), with their attempts, in one
    * statement. Pending deliveries are never deleted. Returns how many deliveries went.
    */
   async pruneFinished(beforeId: string, limit: number): Promise<number> {
