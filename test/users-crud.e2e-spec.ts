@@ -304,8 +304,21 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ role: 'admin' }).expect(422);
       await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ status: 'active' }).expect(422);
       await t.drainEvents();
-      const logins = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.login' AND data->'user'->>'email' = $1`, [email]);
+      const logins = await t.sql<{ data: Record<string, unknown>; occurred_at: Date }>(
+        `SELECT data, occurred_at FROM outbox_events WHERE type = 'user.login' AND data->'user'->>'email' = $1 ORDER BY seq`,
+        [email],
+      );
       expect(logins.length).toBeGreaterThanOrEqual(1);
+      // The event names the user as they were when they signed in, how, and from where; it happened at last_login.
+      expect(logins[0]!.data).toEqual({
+        user: {
+          id: me.body.id, email, first_name: me.body.first_name, last_name: me.body.last_name, role: 'user', status: 'active',
+          email_verified: false, created_at: me.body.created_at, updated_at: me.body.updated_at,
+        },
+        method: 'password',
+        ip_address: expect.stringMatching(/^[0-9a-f.:]+$/),
+      });
+      expect(logins[0]!.occurred_at.toISOString().replace(/\.\d{3}Z$/, 'Z')).toBe(me.body.last_login);
     });
 
     it('a hash made at other argon2id parameters still signs in, and is replaced at the configured ones', async () => {

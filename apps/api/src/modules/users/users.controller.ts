@@ -101,7 +101,7 @@ export class UsersController {
   @Put(':id')
   @Scopes('user:write')
   @ApiHeader(IF_MATCH_HEADER)
-  @ApiOperation({ summary: 'Change only the fields sent (seed §4.4); metadata, when sent, replaces the object' })
+  @ApiOperation({ summary: 'Change only the fields sent (seed §4.4); metadata, when sent, replaces the object; null clears nothing (422)' })
   updatePut(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateUserDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
     return this.doUpdate(auth, id, body, ifMatch, reply);
   }
