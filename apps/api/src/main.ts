@@ -37,8 +37,12 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
   await app.listen({ port: config.port, host: config.host });
+  // The bound port, not the configured one: with PORT=0 the system picks a free port, and this
+  // line is how a supervisor (or the test harness) learns which.
+  const address = app.getHttpServer().address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
   process.stdout.write(
-    `${JSON.stringify({ level: 30, msg: `User Management API listening on http://${config.host}:${config.port}`, database: embedded ? 'embedded' : 'external' })}\n`,
+    `${JSON.stringify({ level: 30, msg: `User Management API listening on http://${config.host}:${port}`, port, database: embedded ? 'embedded' : 'external' })}\n`,
   );
 }
 

