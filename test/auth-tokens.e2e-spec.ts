@@ -300,6 +300,23 @@ describe('Authentication: tokens, JWKS, revocation and API keys (CONTRACT ยง3, ย
       const noKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).sign(privateKey);
       expectError(await getProtected(noKid), 401, 'AUTH_TOKEN_INVALID');
     });
+
+    it('a database failure while looking up an unknown kid is a 500 in the envelope, not a 401 for a good-looking token', async () => {
+      const { privateKey } = await generateKeyPair('ES256');
+      const claims = claimsLike(bootstrapToken);
+      const token = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'k_20990101_0000dbdown00', typ: 'JWT' }).sign(privateKey);
+      await new Promise((r) => setTimeout(r, 1100)); // past the once-a-second reload guard
+      await t.sql('ALTER TABLE signing_keys RENAME TO signing_keys_away');
+      try {
+        expectError(await getProtected(token), 500, 'INTERNAL_ERROR');
+      } finally {
+        await t.sql('ALTER TABLE signing_keys_away RENAME TO signing_keys');
+      }
+      await new Promise((r) => setTimeout(r, 1100));
+      expectError(await getProtected(token), 401, 'AUTH_TOKEN_INVALID');
+      // The keys the app already holds kept working throughout.
+      expect((await getProtected(bootstrapToken)).status).toBe(200);
+    });
   });
 
   describe('4. revocation', () => {

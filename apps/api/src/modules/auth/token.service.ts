@@ -80,12 +80,21 @@ export class TokenService {
     const cached = this.verified.get(token);
     if (cached && cached.until > now) return cached.claims;
     if (cached && cached.claims.exp * 1000 <= now) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
-    let claims: TokenClaims;
+    const invalid = () => new AppException('AUTH_TOKEN_INVALID', 'The access token is invalid');
+    let kid: string;
     try {
       const header = decodeProtectedHeader(token);
-      if (header.alg !== SIGNING_ALGORITHM || typeof header.kid !== 'string') throw new Error('algorithm or kid');
-      const key = await this.signingKeys.verificationKey(header.kid);
-      if (!key) throw new Error('unknown kid');
+      if (header.alg !== SIGNING_ALGORITHM || typeof header.kid !== 'string') throw invalid();
+      kid = header.kid;
+    } catch {
+      throw invalid();
+    }
+    // Outside the try: a database failure while looking the key up is a server error (500), not
+    // a bad token.
+    const key = await this.signingKeys.verificationKey(kid);
+    if (!key) throw invalid();
+    let claims: TokenClaims;
+    try {
       const { payload } = await jwtVerify(token, key, {
         algorithms: [SIGNING_ALGORITHM],
         issuer: this.config.jwtIssuer,
@@ -93,11 +102,11 @@ export class TokenService {
         requiredClaims: ['sub', 'jti', 'iat', 'exp'],
       });
       claims = payload as unknown as TokenClaims;
-      if (typeof claims.org_id !== 'string' || typeof claims.scope !== 'string') throw new Error('claims');
     } catch (error) {
       if (error instanceof errors.JWTExpired) throw new AppException('AUTH_TOKEN_EXPIRED', 'The access token has expired');
-      throw new AppException('AUTH_TOKEN_INVALID', 'The access token is invalid');
+      throw invalid();
     }
+    if (typeof claims.org_id !== 'string' || typeof claims.scope !== 'string') throw invalid();
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, { claims, until: Math.min(now + VERIFIED_CACHE_MS, claims.exp * 1000) });
     return claims;
