@@ -6,6 +6,7 @@ import { LoggerModule } from 'nestjs-pino';
 import { ApiKeysModule } from './modules/api-keys/api-keys.module';
 import { AuthModule } from './modules/auth/auth.module';
 import { HealthModule } from './modules/health/health.module';
+import { IdempotencyModule } from './modules/idempotency/idempotency.module';
 import { MailModule } from './modules/mail/mail.module';
 import { OrganizationsModule } from './modules/organizations/organizations.module';
 import { RoleManagementModule } from './modules/roles/role-management.module';
@@ -48,6 +49,7 @@ export class AppModule {
         DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize, logErrors: config.logLevel !== 'silent' }),
         EventsModule,
         HealthModule,
+        IdempotencyModule,
         AuthModule,
         OrganizationsModule,
         ApiKeysModule,

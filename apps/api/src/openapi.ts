@@ -14,6 +14,12 @@ Self-hostable User Management API. All resource paths are under \`/v2\`.
 * **Request ids**: every response carries \`X-Request-Id\` (a client's own 1–128 chars of \`[A-Za-z0-9._-]\` is echoed).
 * **Strings** are stored byte-exact; U+0000 is refused with 422.
 * \`/v1/*\` answers 410 \`API_VERSION_SUNSET\`.
+* **Idempotency-Key** (1–255 printable characters) on any authenticated \`POST\`: done at most once per organization and key
+  for 24 hours. A retry with the same method, path and body gets the first response again with \`Idempotent-Replayed: true\`
+  (status and body; secrets that a response shows once, such as a new API key's \`key\` or a webhook's \`secret\`, are never
+  stored and are left out of a replay); the same key with another request is 422 \`IDEMPOTENCY_KEY_REUSED\`; a retry
+  while the first is running is 409 \`CONCURRENT_UPDATE\`; a request that failed is not remembered and may be retried.
+  The \`/auth\` endpoints ignore the header.
 `;
 
 /** The envelope every error uses (seed §5, CONTRACT §3). */
@@ -70,9 +76,22 @@ export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): vo
       )
       .build(),
   );
+  addIdempotencyHeader(document);
   SwaggerModule.setup('docs', app, document, {
     jsonDocumentUrl: 'openapi.json',
     yamlDocumentUrl: 'openapi/v2.1.yaml',
     customSiteTitle: 'User Management API v2.1',
   });
+}
+
+/** Every authenticated POST outside /auth takes Idempotency-Key (see the description above). */
+function addIdempotencyHeader(document: ReturnType<typeof SwaggerModule.createDocument>): void {
+  for (const [path, item] of Object.entries(document.paths)) {
+    const post = item.post;
+    if (!post || path.includes('/auth/') || !post.security?.length) continue;
+    post.parameters = [
+      ...(post.parameters ?? []),
+      { name: 'Idempotency-Key', in: 'header', required: false, description: 'Do this POST at most once (24 h); see the API description', schema: { type: 'string', minLength: 1, maxLength: 255 } },
+    ];
+  }
 }

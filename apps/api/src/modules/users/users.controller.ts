@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Patch, Post, Put, Query, Res, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuthContext, CurrentAuth, Scopes } from '@app/common';
 import type { FastifyReply } from 'fastify';
@@ -14,11 +14,9 @@ import {
   UpdateUserDto,
 } from './dto/user.dto';
 import { AccountTokensService } from './account-tokens.service';
-import { IdempotencyInterceptor } from './idempotency.interceptor';
 import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
 
-const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Do this POST at most once (24 h)' };
 const IF_MATCH_HEADER = {
   name: 'If-Match',
   required: false,
@@ -68,8 +66,6 @@ export class UsersController {
 
   @Post()
   @Scopes('user:write')
-  @UseInterceptors(IdempotencyInterceptor)
-  @ApiHeader(IDEMPOTENCY_HEADER)
   @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
     const user = await this.users.create(auth.organizationId, body);
@@ -80,8 +76,6 @@ export class UsersController {
   @Post('bulk')
   @HttpCode(200)
   @Scopes('user:write')
-  @UseInterceptors(IdempotencyInterceptor)
-  @ApiHeader(IDEMPOTENCY_HEADER)
   @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
   async bulk(@CurrentAuth() auth: AuthContext, @Body() body: BulkCreateUsersDto, @Res({ passthrough: true }) reply: FastifyReply) {
     const { status, body: result } = await this.users.bulkCreate(auth.organizationId, body);

@@ -5,12 +5,9 @@ import { OrganizationsModule } from '../organizations/organizations.module';
 import { RolesModule } from '../roles/roles.module';
 import { AccountTokensService } from './account-tokens.service';
 import { EmailTokenEntity } from './entities/email-token.entity';
-import { IdempotencyKeyEntity } from './entities/idempotency-key.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
 import { CredentialTokensRepository } from './credential-tokens.repository';
-import { IdempotencyInterceptor } from './idempotency.interceptor';
-import { IdempotencyRepository } from './idempotency.repository';
 import { PasswordHasher } from './password-hasher';
 import { UserLoginService } from './user-login.service';
 import { UsersController } from './users.controller';
@@ -19,13 +16,13 @@ import { UsersService } from './users.service';
 
 @Module({
   imports: [
-    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, IdempotencyKeyEntity, EmailTokenEntity]),
+    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, EmailTokenEntity]),
     RolesModule,
     DenylistModule,
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, IdempotencyRepository, UsersService, UserLoginService, IdempotencyInterceptor, AccountTokensService, PasswordHasher],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService],
 })
 export class UsersModule {}

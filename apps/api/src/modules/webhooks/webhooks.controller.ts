@@ -4,6 +4,7 @@ import { AuthContext, CurrentAuth, offsetPage, Scopes } from '@app/common';
 import { CreateWebhookDto, DeliveriesQuery, UpdateWebhookDto } from './dto/webhook.dto';
 import { mapDelivery, mapWebhook } from './webhooks.mapper';
 import { WebhooksService } from './webhooks.service';
+import { ReplayOmits } from '../idempotency/idempotency.decorators';
 
 @ApiTags('Webhooks')
 @ApiBearerAuth()
@@ -13,6 +14,7 @@ export class WebhooksController {
   constructor(private readonly webhooks: WebhooksService) {}
 
   @Post()
+  @ReplayOmits('secret')
   @ApiOperation({
     summary: 'Register an endpoint; `secret` appears in this response only',
     description:

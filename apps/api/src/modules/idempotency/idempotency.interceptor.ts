@@ -1,28 +1,37 @@
 import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
 import { AppException, AuthenticatedRequest } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import { createHash } from 'node:crypto';
 import { from, lastValueFrom, Observable, of } from 'rxjs';
+import { IDEMPOTENCY_OPT_OUT, IDEMPOTENCY_REPLAY_OMITS } from './idempotency.decorators';
 import { IdempotencyRepository } from './idempotency.repository';
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
 const TTL_HOURS = 24;
 
 /**
- * CONTRACT §2: a POST with an Idempotency-Key is done at most once per organization and key for
- * 24 hours. A retry with the same body gets the first response again (Idempotent-Replayed: true);
- * the same key with another body is 422 IDEMPOTENCY_KEY_REUSED; a retry while the first is still
- * running is 409. Failed requests are not remembered, so they can be retried.
+ * CONTRACT §2: an authenticated POST with an Idempotency-Key is done at most once per organization
+ * and key for 24 hours. A retry with the same method, path and body gets the first response again
+ * (Idempotent-Replayed: true); the same key with another request is 422 IDEMPOTENCY_KEY_REUSED; a
+ * retry while the first is still running is 409. Failed requests (4xx/5xx thrown) are not
+ * remembered, so they can be retried. Secrets shown once (@ReplayOmits) are never stored.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
-  constructor(private readonly records: IdempotencyRepository) {}
+  constructor(
+    private readonly records: IdempotencyRepository,
+    private readonly reflector: Reflector,
+  ) {}
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
-    const reply = context.switchToHttp().getResponse<FastifyReply>();
     const header = request.headers['idempotency-key'];
-    if (header === undefined || !request.auth) return next.handle();
+    if (header === undefined || request.method !== 'POST' || !request.auth) return next.handle();
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(IDEMPOTENCY_OPT_OUT, targets)) return next.handle();
+    const omits = this.reflector.getAllAndOverride<string[] | undefined>(IDEMPOTENCY_REPLAY_OMITS, targets) ?? [];
+    const reply = context.switchToHttp().getResponse<FastifyReply>();
     const key = Array.isArray(header) ? header[0]! : header;
     if (!KEY.test(key)) {
       throw new AppException('VALIDATION_ERROR', 'Idempotency-Key must be 1-255 printable characters', {
@@ -49,7 +58,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       (async () => {
         try {
           const body = await lastValueFrom(next.handle(), { defaultValue: undefined });
-          await this.records.complete(org, key, reply.statusCode, body);
+          await this.records.complete(org, key, reply.statusCode, withoutPaths(body, omits));
           return body;
         } catch (error) {
           await this.records.release(org, key);
@@ -58,4 +67,17 @@ export class IdempotencyInterceptor implements NestInterceptor {
       })(),
     );
   }
+}
+
+/** A copy of `body` without the given dotted paths (the original, sent to the client, keeps them). */
+function withoutPaths(body: unknown, paths: string[]): unknown {
+  if (paths.length === 0 || body === null || typeof body !== 'object') return body;
+  const copy = structuredClone(body) as Record<string, unknown>;
+  for (const path of paths) {
+    const parts = path.split('.');
+    let node: unknown = copy;
+    for (const part of parts.slice(0, -1)) node = node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined;
+    if (node && typeof node === 'object') delete (node as Record<string, unknown>)[parts.at(-1)!];
+  }
+  return copy;
 }

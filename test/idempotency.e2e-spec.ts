@@ -1,0 +1,130 @@
+import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+
+/**
+ * CONTRACT §2: every authenticated POST honours Idempotency-Key (users and bulk are covered in the
+ * users suites); secrets shown once are never stored and are left out of a replay.
+ */
+describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
+  let t: TestApp;
+  let token: string;
+  const auth = (bearer = token) => ({ Authorization: `Bearer ${bearer}` });
+  const post = (path: string, body: Record<string, unknown>, key: string, bearer = token) =>
+    t.http().post(`/v2${path}`).set(auth(bearer)).set('Idempotency-Key', key).send(body);
+  const stored = async (key: string) =>
+    (await t.sql<{ organization_id: string; response_body: unknown }>('SELECT organization_id, response_body FROM idempotency_keys WHERE key = $1', [key]));
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    const res = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200);
+    token = res.body.access_token;
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('POST /webhooks: a retry registers nothing new and answers the first endpoint again, without its secret', async () => {
+    const body = { url: 'https://hooks.example.com/idem', events: ['user.created'] };
+    const first = await post('/webhooks', body, 'hook-1').expect(201);
+    expect(first.body.secret).toMatch(/^whsec_/);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    const again = await post('/webhooks', body, 'hook-1').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.body).not.toHaveProperty('secret');
+    const { secret, ...withoutSecret } = first.body as Record<string, unknown>;
+    expect(again.body).toEqual(withoutSecret);
+    expect(await t.sql('SELECT id FROM webhooks WHERE url = $1', [body.url])).toHaveLength(1);
+    const [record] = await stored('hook-1');
+    expect(JSON.stringify(record!.response_body)).not.toContain(String(secret));
+  });
+
+  it('POST /api-keys: one key is made; the replay and the stored record carry no secret; the first answer\'s key works', async () => {
+    const first = await post('/api-keys', { name: 'idempotent key' }, 'key-1').expect(201);
+    expect(first.body.key).toMatch(/^sk_/);
+    const again = await post('/api-keys', { name: 'idempotent key' }, 'key-1').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toMatchObject({ id: first.body.id, name: 'idempotent key' });
+    expect(again.body).not.toHaveProperty('key');
+    expect(await t.sql("SELECT id FROM api_keys WHERE name = 'idempotent key'")).toHaveLength(1);
+    expect(JSON.stringify((await stored('key-1'))[0]!.response_body)).not.toContain(first.body.key);
+    await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: first.body.key }).expect(200);
+  });
+
+  it('POST /admin/organizations: one organization; the replay leaves out its first API key\'s secret', async () => {
+    const body = { name: 'Idempotent Inc', plan: 'professional' };
+    const first = await post('/admin/organizations', body, 'org-1').expect(201);
+    expect(first.body.api_key.key).toMatch(/^sk_/);
+    const again = await post('/admin/organizations', body, 'org-1').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.organization).toEqual(first.body.organization);
+    expect(again.body.api_key.id).toBe(first.body.api_key.id);
+    expect(again.body.api_key).not.toHaveProperty('key');
+    expect(await t.sql("SELECT id FROM organizations WHERE name = 'Idempotent Inc'")).toHaveLength(1);
+  });
+
+  it('POST /roles and POST /users/{id}/roles: done once; the same key on another path or body is 422 IDEMPOTENCY_KEY_REUSED', async () => {
+    const role = { name: 'idem-auditor', permissions: ['user:read'] };
+    const first = await post('/roles', role, 'role-1').expect(201);
+    const again = await post('/roles', role, 'role-1').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    expect(await t.sql("SELECT id FROM roles WHERE name = 'idem-auditor'")).toHaveLength(1);
+
+    const reused = await post('/roles', { ...role, name: 'idem-other' }, 'role-1').expect(422);
+    expect(reused.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    const otherPath = await post('/webhooks', { url: 'https://hooks.example.com/x', events: ['user.created'] }, 'role-1').expect(422);
+    expect(otherPath.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await t.sql("SELECT id FROM roles WHERE name = 'idem-other'")).toHaveLength(0);
+
+    const user = (await t.http().post('/v2/users').set(auth()).send({ email: 'idem-roles@example.com', first_name: 'I', last_name: 'R' }).expect(201)).body;
+    const assigned = await post(`/users/${user.id}/roles`, { roles: ['idem-auditor'] }, 'assign-1');
+    expect(assigned.status).toBeLessThan(300);
+    const replay = await post(`/users/${user.id}/roles`, { roles: ['idem-auditor'] }, 'assign-1');
+    expect(replay.status).toBe(assigned.status);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.body).toEqual(assigned.body);
+  });
+
+  it('a request that failed is not remembered: the same key with a corrected body goes through', async () => {
+    const bad = await post('/roles', { name: 'idem-fixed', permissions: 'not-a-list' }, 'fix-1').expect(422);
+    expect(bad.body.error.code).toBe('VALIDATION_ERROR');
+    expect(await stored('fix-1')).toHaveLength(0);
+    const good = await post('/roles', { name: 'idem-fixed', permissions: [] }, 'fix-1').expect(201);
+    expect(good.headers['idempotent-replayed']).toBeUndefined();
+  });
+
+  it('keys are per organization: another organization with the same key and body gets its own result', async () => {
+    const org = (await post('/admin/organizations', { name: 'Second Idem', plan: 'professional' }, 'org-2').expect(201)).body;
+    const other = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: org.api_key.key }).expect(200)).body.access_token;
+    const role = { name: 'idem-auditor', permissions: ['user:read'] };
+    const mine = await post('/roles', role, 'role-1').expect(201);
+    const theirs = await post('/roles', role, 'role-1', other).expect(201);
+    expect(theirs.headers['idempotent-replayed']).toBeUndefined();
+    expect(theirs.body.id).not.toBe(mine.body.id);
+    const rows = await t.sql<{ organization_id: string }>("SELECT organization_id FROM roles WHERE name = 'idem-auditor' ORDER BY organization_id");
+    expect(rows.map((r) => r.organization_id)).toContain(org.organization.id);
+    expect(rows).toHaveLength(2);
+  });
+
+  it('an Idempotency-Key that is too long or not printable is 400; /auth endpoints ignore the header', async () => {
+    for (const key of ['x'.repeat(256), 'tab\tkey']) {
+      const res = await post('/roles', { name: 'idem-bad-key', permissions: [] }, key).expect(400);
+      expect(res.body.error.code).toBe('VALIDATION_ERROR');
+    }
+    const old = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200)).body.access_token;
+    const refreshed = await t.http().post('/v2/auth/refresh').set(auth(old)).set('Idempotency-Key', 'refresh-1').send({}).expect(200);
+    expect(refreshed.body.access_token).not.toBe(old);
+    // Not replayed: the old token was revoked by the first refresh.
+    const again = await t.http().post('/v2/auth/refresh').set(auth(old)).set('Idempotency-Key', 'refresh-1').send({}).expect(401);
+    expect(again.body.error.code).toBe('AUTH_TOKEN_INVALID');
+    expect(await stored('refresh-1')).toHaveLength(0);
+  });
+
+  it('the OpenAPI description offers Idempotency-Key on authenticated POSTs, not on /auth', async () => {
+    const doc = (await t.http().get('/openapi.json').expect(200)).body as { paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>> };
+    const has = (path: string) => (doc.paths[path]?.post?.parameters ?? []).some((p) => p.name === 'Idempotency-Key' && p.in === 'header');
+    for (const path of ['/v2/users', '/v2/users/bulk', '/v2/webhooks', '/v2/api-keys', '/v2/roles', '/v2/admin/organizations']) expect([path, has(path)]).toEqual([path, true]);
+    expect(has('/v2/auth/token')).toBe(false);
+    expect(has('/v2/auth/refresh')).toBe(false);
+  });
+});
