@@ -1,4 +1,5 @@
 import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { IdempotencyPruner } from '../apps/api/src/modules/idempotency/idempotency-pruner';
 
 /**
  * CONTRACT §2: every authenticated POST honours Idempotency-Key (users and bulk are covered in the
@@ -118,6 +119,42 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
     const again = await t.http().post('/v2/auth/refresh').set(auth(old)).set('Idempotency-Key', 'refresh-1').send({}).expect(401);
     expect(again.body.error.code).toBe('AUTH_TOKEN_INVALID');
     expect(await stored('refresh-1')).toHaveLength(0);
+  });
+
+  it('after 24 hours a key is free again, and a claim left by a request that never finished (its process died) does not block a retry', async () => {
+    const role = { name: 'idem-expired', permissions: [] };
+    await post('/roles', role, 'expire-1').expect(201);
+    await t.sql("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'expire-1'");
+    // The record no longer counts: the request runs again and meets the role it made the first time.
+    const again = await post('/roles', role, 'expire-1').expect(409);
+    expect(again.headers['idempotent-replayed']).toBeUndefined();
+    expect(again.body.error.code).not.toBe('CONCURRENT_UPDATE');
+
+    // A claim still "in progress" is 409 CONCURRENT_UPDATE while young...
+    const inFlight = { name: 'idem-inflight', permissions: [] };
+    await post('/roles', inFlight, 'inflight-1').expect(201);
+    await t.sql("UPDATE idempotency_keys SET response_status = NULL, response_body = NULL WHERE key = 'inflight-1'");
+    const busy = await post('/roles', inFlight, 'inflight-1').expect(409);
+    expect(busy.body.error.code).toBe('CONCURRENT_UPDATE');
+    // ...and taken as abandoned after two minutes: the retry runs (and meets the role).
+    await t.sql("UPDATE idempotency_keys SET created_at = now() - interval '3 minutes' WHERE key = 'inflight-1'");
+    const retried = await post('/roles', inFlight, 'inflight-1').expect(409);
+    expect(retried.body.error.code).not.toBe('CONCURRENT_UPDATE');
+  });
+
+  it('expired records are pruned in the background (oldest first, young ones kept)', async () => {
+    const org = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM roles LIMIT 1'))[0]!.organization_id;
+    await t.sql(
+      `INSERT INTO idempotency_keys (organization_id, key, request_hash, response_status, response_body, created_at)
+       SELECT $1, 'old-' || g, 'h', 201, '{}'::jsonb, now() - interval '25 hours' - g * interval '1 second' FROM generate_series(1, 1500) g`,
+      [org],
+    );
+    await post('/roles', { name: 'idem-young', permissions: [] }, 'young-1').expect(201);
+    const before = (await t.sql<{ n: number }>("SELECT count(*)::int AS n FROM idempotency_keys WHERE key LIKE 'old-%'"))[0]!.n;
+    expect(before).toBe(1500);
+    expect(await t.app.get(IdempotencyPruner).prune()).toBeGreaterThanOrEqual(1500);
+    expect((await t.sql<{ n: number }>("SELECT count(*)::int AS n FROM idempotency_keys WHERE key LIKE 'old-%'"))[0]!.n).toBe(0);
+    expect(await stored('young-1')).toHaveLength(1);
   });
 
   it('the OpenAPI description offers Idempotency-Key on authenticated POSTs, not on /auth', async () => {

@@ -18,7 +18,7 @@ Self-hostable User Management API. All resource paths are under \`/v2\`.
   for 24 hours. A retry with the same method, path and body gets the first response again with \`Idempotent-Replayed: true\`
   (status and body; secrets that a response shows once, such as a new API key's \`key\` or a webhook's \`secret\`, are never
   stored and are left out of a replay); the same key with another request is 422 \`IDEMPOTENCY_KEY_REUSED\`; a retry
-  while the first is running is 409 \`CONCURRENT_UPDATE\`; a request that failed is not remembered and may be retried.
+  while the first is running is 409 \`CONCURRENT_UPDATE\` (after two minutes unfinished, it is taken as abandoned); a request that failed is not remembered and may be retried.
   The \`/auth\` endpoints ignore the header.
 `;
 

@@ -1,4 +1,4 @@
-import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 
 /** A POST done once per organization and Idempotency-Key for 24 hours (CONTRACT §2). */
 @Entity('idempotency_keys')
@@ -19,6 +19,7 @@ export class IdempotencyKeyEntity {
   @Column('jsonb', { nullable: true })
   responseBody!: unknown;
 
+  @Index('IDX_idempotency_keys_created')
   @Column('timestamp with time zone', { default: () => 'now()' })
   createdAt!: Date;
 }

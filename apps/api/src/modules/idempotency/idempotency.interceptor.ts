@@ -8,7 +8,9 @@ import { IDEMPOTENCY_OPT_OUT, IDEMPOTENCY_REPLAY_OMITS } from './idempotency.dec
 import { IdempotencyRepository } from './idempotency.repository';
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
-const TTL_HOURS = 24;
+export const IDEMPOTENCY_TTL_HOURS = 24;
+/** A claim whose request has not finished after this long is taken to be abandoned (its process died). */
+const ABANDONED_AFTER_SECONDS = 120;
 
 /**
  * CONTRACT §2: an authenticated POST with an Idempotency-Key is done at most once per organization
@@ -42,7 +44,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const org = request.auth.organizationId;
     const hash = createHash('sha256').update(`${request.method} ${request.url.split('?')[0]}\n${JSON.stringify(request.body ?? null)}`).digest('hex');
 
-    if (!(await this.records.claim(org, key, hash, TTL_HOURS))) {
+    if (!(await this.records.claim(org, key, hash, IDEMPOTENCY_TTL_HOURS, ABANDONED_AFTER_SECONDS))) {
       const row = await this.records.find(org, key);
       if (!row) return this.intercept(context, next);
       if (row.request_hash !== hash) {

@@ -12,17 +12,36 @@ export interface IdempotencyRecord {
 export class IdempotencyRepository {
   constructor(private readonly dataSource: DataSource) {}
 
-  /** Claims the key for this request; false when a record (not older than `ttlHours`) already holds it. */
-  async claim(organizationId: string, key: string, requestHash: string, ttlHours: number): Promise<boolean> {
+  /**
+   * Claims the key for this request; false when a record already holds it. A record older than
+   * `ttlHours` no longer counts, nor does a claim whose request never finished within
+   * `abandonedAfterSeconds` (its process died mid-request): the retry then runs.
+   */
+  async claim(organizationId: string, key: string, requestHash: string, ttlHours: number, abandonedAfterSeconds: number): Promise<boolean> {
     await this.dataSource.query(
-      `DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)`,
-      [organizationId, key, ttlHours],
+      `DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2
+          AND (created_at < now() - make_interval(hours => $3)
+               OR (response_status IS NULL AND created_at < now() - make_interval(secs => $4)))`,
+      [organizationId, key, ttlHours, abandonedAfterSeconds],
     );
     const claimed: unknown[] = await this.dataSource.query(
       `INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key`,
       [organizationId, key, requestHash],
     );
     return claimed.length > 0;
+  }
+
+  /** Deletes up to `limit` records older than `ttlHours`, oldest first; returns how many went. */
+  async pruneExpired(ttlHours: number, limit: number): Promise<number> {
+    const rows: { n: number }[] = await this.dataSource.query(
+      `WITH gone AS (
+         DELETE FROM idempotency_keys WHERE ctid IN (
+           SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) ORDER BY created_at LIMIT $2)
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [ttlHours, limit],
+    );
+    return rows[0]!.n;
   }
 
   async find(organizationId: string, key: string): Promise<IdempotencyRecord | undefined> {
