@@ -14,6 +14,9 @@ Self-hostable User Management API. All resource paths are under \`/v2\`.
 * **Request ids**: every response carries \`X-Request-Id\` (a client's own 1–128 chars of \`[A-Za-z0-9._-]\` is echoed).
 * **Strings** are stored byte-exact; U+0000 is refused with 422.
 * \`/v1/*\` answers 410 \`API_VERSION_SUNSET\`.
+* **ETags**: single-resource responses (users, \`/users/me\`, preferences, roles, webhooks, organizations) carry
+  \`ETag: "<id>.v<version>"\`; a \`PUT\`/\`PATCH\`/\`DELETE\` whose \`If-Match\` is not the current ETag is 409
+  \`CONCURRENT_UPDATE\` and changes nothing (\`If-Match: *\` or none: unconditional).
 * **Idempotency-Key** (1–255 printable characters) on any authenticated \`POST\`: done at most once per organization and key
   for 24 hours. A retry with the same method, path and body gets the first response again with \`Idempotent-Replayed: true\`
   (status and body; secrets that a response shows once, such as a new API key's \`key\` or a webhook's \`secret\`, are never

@@ -1,3 +1,4 @@
 export * from './request-id';
 export * from './route-table';
 export * from './configure-http';
+export * from './etag';

@@ -25,8 +25,11 @@ export class OrganizationsRepository {
     await manager.insert(OrganizationEntity, org);
   }
 
-  async update(manager: EntityManager, id: string, changes: Partial<OrganizationEntity>): Promise<void> {
-    await manager.update(OrganizationEntity, { id }, { ...changes, updatedAt: () => 'now()' });
+  /** Applies `changes` and a new version; false when `expectedVersion` is given and is not current. */
+  async update(manager: EntityManager, id: string, changes: Partial<OrganizationEntity>, expectedVersion?: number): Promise<boolean> {
+    const where = { id, ...(expectedVersion === undefined ? {} : { version: expectedVersion }) };
+    const result = await manager.update(OrganizationEntity, where, { ...changes, updatedAt: () => 'now()', version: () => 'version + 1' });
+    return (result.affected ?? 0) > 0;
   }
 
   /** Serializes first-start work between processes that start at the same time. */

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { API_SCOPES, AppException, PlanFeature } from '@app/common';
+import { API_SCOPES, AppException, expectedVersion, PlanFeature, staleIfMatch } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { newId } from '@app/events';
@@ -72,15 +72,19 @@ export class OrganizationsService implements OnApplicationBootstrap {
     return this.organizations.list(limit, offset);
   }
 
-  async update(id: string, changes: { name?: string; plan?: Plan; limits?: Partial<PlanLimits> }): Promise<OrganizationEntity> {
+  /** Changes an organization; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
+  async update(id: string, changes: { name?: string; plan?: Plan; limits?: Partial<PlanLimits> }, ifMatch?: string): Promise<OrganizationEntity> {
     const org = await this.get(id);
+    const expected = expectedVersion(ifMatch, org.id);
+    if (expected !== undefined && expected !== org.version) throw staleIfMatch('organization');
     const plan = changes.plan ?? org.plan;
     if (changes.limits) this.assertCustomLimitsAllowed(plan);
     // Moving off enterprise drops custom limits: other plans have fixed ones.
     const limits = PLAN_DEFINITIONS[plan].customLimits ? { ...org.limits, ...(changes.limits ?? {}) } : {};
-    await this.transactions.run((manager) =>
-      this.organizations.update(manager, id, { name: changes.name ?? org.name, plan, limits }),
+    const written = await this.transactions.run((manager) =>
+      this.organizations.update(manager, id, { name: changes.name ?? org.name, plan, limits }, expected),
     );
+    if (!written && expected !== undefined) throw staleIfMatch('organization');
     this.limitsCache.delete(id);
     return this.get(id);
   }
@@ -123,6 +127,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
       limits: limits ?? {},
       createdAt: now,
       updatedAt: now,
+      version: 1,
     };
     await this.organizations.insert(manager, organization);
     const payload: OrganizationCreated = { organizationId: organization.id, manager };

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { API_SCOPES, AppException, OWN_PROFILE_PERMISSIONS } from '@app/common';
+import { API_SCOPES, AppException, expectedVersion, OWN_PROFILE_PERMISSIONS, staleIfMatch } from '@app/common';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
 import { userSnapshot } from '../users/users.mapper';
@@ -41,6 +41,7 @@ export class RoleManagementService {
       system: false,
       createdAt: new Date(),
       updatedAt: new Date(),
+      version: 1,
     };
     if (!(await this.roles.insertIfNameFree(role))) {
       throw new AppException('ROLE_ALREADY_EXISTS', `A role named "${dto.name}" already exists`);
@@ -48,8 +49,11 @@ export class RoleManagementService {
     return this.get(organizationId, role.id);
   }
 
-  async update(organizationId: string, id: string, dto: UpdateRoleDto): Promise<RoleEntity> {
+  /** Changes a role; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
+  async update(organizationId: string, id: string, dto: UpdateRoleDto, ifMatch?: string): Promise<RoleEntity> {
     const role = await this.get(organizationId, id);
+    const expected = expectedVersion(ifMatch, role.id);
+    if (expected !== undefined && expected !== role.version) throw staleIfMatch('role');
     if (role.system && dto.name !== undefined && dto.name !== role.name) {
       throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be renamed', {
         details: [{ field: 'name', issue: 'Built-in roles cannot be renamed', provided: dto.name, code: 'SYSTEM_ROLE' }],
@@ -61,7 +65,8 @@ export class RoleManagementService {
     if (dto.description !== undefined) changes.description = dto.description;
     if (dto.permissions !== undefined) changes.permissions = [...new Set(dto.permissions)];
     try {
-      await this.transactions.run((manager) => this.roles.update(manager, organizationId, id, changes));
+      const written = await this.transactions.run((manager) => this.roles.update(manager, organizationId, id, changes, expected));
+      if (!written && expected !== undefined) throw staleIfMatch('role');
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new AppException('ROLE_ALREADY_EXISTS', `A role named "${dto.name}" already exists`);
       throw error;
@@ -70,14 +75,18 @@ export class RoleManagementService {
   }
 
   /** Deletes a custom role; its holders lose it (each publishes user.role_changed). */
-  async delete(organizationId: string, id: string): Promise<void> {
+  async delete(organizationId: string, id: string, ifMatch?: string): Promise<void> {
     const role = await this.get(organizationId, id);
+    const expected = expectedVersion(ifMatch, role.id);
     if (role.system) {
       throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be deleted', {
         details: [{ field: 'id', issue: 'Built-in roles cannot be deleted', provided: id, code: 'SYSTEM_ROLE' }],
       });
     }
     await this.transactions.run(async (manager) => {
+      const current = await this.roles.lockVersion(manager, organizationId, id);
+      if (current === undefined) throw new AppException('ROLE_NOT_FOUND', 'Role not found');
+      if (expected !== undefined && expected !== current) throw staleIfMatch('role');
       const holders = await this.roles.holders(manager, organizationId, id);
       const before = [...(await this.users.findManyDetailed(organizationId, holders, manager)).values()];
       await this.roles.delete(manager, organizationId, id);

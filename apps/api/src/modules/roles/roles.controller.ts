@@ -1,6 +1,7 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { AuthContext, CurrentAuth, RequiresFeature, Scopes } from '@app/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuthContext, CurrentAuth, IF_MATCH_API_HEADER, RequiresFeature, Scopes, withEtag } from '@app/common';
+import type { FastifyReply } from 'fastify';
 import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
 import { RoleManagementService } from './role-management.service';
 import { mapRole } from './roles.mapper';
@@ -22,32 +23,34 @@ export class RolesController {
   @Scopes('role:manage')
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Create a custom role (professional and enterprise plans); 409 ROLE_ALREADY_EXISTS on a taken name' })
-  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateRoleDto) {
-    return mapRole(await this.roles.create(auth.organizationId, body));
+  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateRoleDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.roles.create(auth.organizationId, body), mapRole);
   }
 
   @Get('roles/:id')
   @Scopes('role:manage')
   @ApiOperation({ summary: 'A role' })
-  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
-    return mapRole(await this.roles.get(auth.organizationId, id));
+  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.roles.get(auth.organizationId, id), mapRole);
   }
 
   @Put('roles/:id')
+  @ApiHeader(IF_MATCH_API_HEADER)
   @Scopes('role:manage')
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Change a role; built-in roles keep their name. Permission changes reach holders on their next token' })
-  async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateRoleDto) {
-    return mapRole(await this.roles.update(auth.organizationId, id, body));
+  async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateRoleDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.roles.update(auth.organizationId, id, body, ifMatch), mapRole);
   }
 
   @Delete('roles/:id')
+  @ApiHeader(IF_MATCH_API_HEADER)
   @HttpCode(204)
   @Scopes('role:manage')
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Delete a custom role; its holders lose it (user.role_changed each)' })
-  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string): Promise<void> {
-    await this.roles.delete(auth.organizationId, id);
+  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Headers('if-match') ifMatch: string | undefined): Promise<void> {
+    await this.roles.delete(auth.organizationId, id, ifMatch);
   }
 
   @Get('permissions')

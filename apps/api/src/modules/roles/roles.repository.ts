@@ -37,8 +37,17 @@ export class RolesRepository {
     return rows.length > 0;
   }
 
-  async update(manager: EntityManager, organizationId: string, id: string, changes: Partial<RoleEntity>): Promise<void> {
-    await manager.update(RoleEntity, { organizationId, id }, { ...changes, updatedAt: () => 'now()' });
+  /** Applies `changes` and a new version; false when `expectedVersion` is given and is not current. */
+  async update(manager: EntityManager, organizationId: string, id: string, changes: Partial<RoleEntity>, expectedVersion?: number): Promise<boolean> {
+    const where = { organizationId, id, ...(expectedVersion === undefined ? {} : { version: expectedVersion }) };
+    const result = await manager.update(RoleEntity, where, { ...changes, updatedAt: () => 'now()', version: () => 'version + 1' });
+    return (result.affected ?? 0) > 0;
+  }
+
+  /** The role's version, its row locked until the transaction ends (undefined: no such role). */
+  async lockVersion(manager: EntityManager, organizationId: string, id: string): Promise<number | undefined> {
+    const rows: { version: number }[] = await manager.query(`SELECT version FROM roles WHERE organization_id = $1 AND id = $2 FOR UPDATE`, [organizationId, id]);
+    return rows[0]?.version;
   }
 
   /** Users holding the role (primary or extra). */

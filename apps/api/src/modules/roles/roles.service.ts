@@ -27,6 +27,7 @@ export class RolesService {
         system: true,
         createdAt: now,
         updatedAt: now,
+        version: 1,
       })),
     );
   }

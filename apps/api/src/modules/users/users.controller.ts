@@ -57,9 +57,10 @@ export class UsersController {
 
   @Put('me')
   @Scopes('update:own_profile')
+  @ApiHeader(IF_MATCH_HEADER)
   @ApiOperation({ summary: 'Update your own names, metadata and preferences (never role, status or email_verified)' })
-  async updateMe(@CurrentAuth() auth: AuthContext, @Body() body: UpdateOwnProfileDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    const user = await this.users.update(auth.organizationId, auth.subject, body);
+  async updateMe(@CurrentAuth() auth: AuthContext, @Body() body: UpdateOwnProfileDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.update(auth.organizationId, auth.subject, body, ifMatch);
     void reply.header('ETag', etagOf(user));
     return mapUserDetail(user, { preferences: true });
   }
@@ -158,22 +159,30 @@ export class UsersController {
 
   @Get(':id/preferences')
   @Scopes('user:read')
-  @ApiOperation({ summary: "A user's preferences" })
-  async preferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
-    return (await this.users.get(auth.organizationId, id)).preferences;
+  @ApiOperation({ summary: "A user's preferences (the ETag is the user's)" })
+  async preferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.get(auth.organizationId, id);
+    void reply.header('ETag', etagOf(user));
+    return user.preferences;
   }
 
   @Put(':id/preferences')
   @Scopes('user:write')
+  @ApiHeader(IF_MATCH_HEADER)
   @ApiOperation({ summary: 'Replace preferences' })
-  replacePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>) {
-    return this.users.replacePreferences(auth.organizationId, id, body, false);
+  async replacePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.replacePreferences(auth.organizationId, id, body, false, ifMatch);
+    void reply.header('ETag', etagOf(user));
+    return user.preferences;
   }
 
   @Patch(':id/preferences')
   @Scopes('user:write')
-  @ApiOperation({ summary: 'Merge into preferences (RFC 7396: null removes a key)' })
-  mergePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>) {
-    return this.users.replacePreferences(auth.organizationId, id, body, true);
+  @ApiHeader(IF_MATCH_HEADER)
+  @ApiOperation({ summary: 'Merge into preferences (RFC 7396: null removes a key); concurrent merges never lose one another' })
+  async mergePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    const user = await this.users.replacePreferences(auth.organizationId, id, body, true, ifMatch);
+    void reply.header('ETag', etagOf(user));
+    return user.preferences;
   }
 }

@@ -1,3 +1,4 @@
+import { versionEtag } from '@app/common';
 import type { UserEventSnapshot } from '@app/events';
 import { iso } from '../organizations/organizations.mapper';
 import { UserRecord } from './users.repository';
@@ -45,19 +46,7 @@ export function projectUser(u: UserRecord, fields: string[]) {
 }
 
 export function etagOf(u: Pick<UserRecord, 'id' | 'version'>): string {
-  return `"${u.id}.v${u.version}"`;
-}
-
-/**
- * The user id and version an If-Match names (ETags are "<id>.v<version>"); undefined when there is
- * no If-Match or it is "*". One that is no ETag of ours can match no version: id "".
- */
-export function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
-  if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-  const match = /^(?:W\/)?"([^"]+)\.v(\d{1,10})"$/.exec(ifMatch.trim());
-  const version = match ? Number(match[2]) : -1;
-  // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
-  return match && version <= 2_147_483_647 ? { id: match[1]!, version } : { id: match?.[1] ?? '', version: -1 };
+  return versionEtag(u.id, u.version);
 }
 
 export function userSnapshot(u: UserRecord): UserEventSnapshot {

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, toAppException } from '@app/common';
+import { AppException, CursorCodec, ErrorDetail, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -25,7 +25,7 @@ import {
   SqlParams,
   textSearchConditions,
 } from './user-query';
-import { mapUserSummary, parseIfMatch, projectUser, userSnapshot } from './users.mapper';
+import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
@@ -175,7 +175,7 @@ export class UsersService {
   }
 
   static staleIfMatch(): AppException {
-    return new AppException('CONCURRENT_UPDATE', 'If-Match does not match the current version; fetch the user again');
+    return staleIfMatch('user');
   }
 
   /** What `dto` changes on `current`: columns, the names of the fields changed (for user.updated). */
@@ -215,13 +215,22 @@ export class UsersService {
   }
 
   /** `update` in a transaction holding the row's lock: for role changes and the last try. */
-  private async updateLocked(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
+  /**
+   * An update in a transaction with the user's row locked. `dto` may be worked out from the locked
+   * user (a preferences merge), so concurrent read-modify-writes queue and none is lost.
+   */
+  private async updateLocked(
+    organizationId: string,
+    id: string,
+    dto: UpdateUserDto | UpdateOwnProfileDto | ((current: UserRecord) => UpdateOwnProfileDto),
+    ifMatch?: string,
+  ): Promise<UserRecord> {
     let changes: Record<string, unknown> = {};
     const user = await this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.expectedVersion(current, ifMatch);
-      const change = await this.changesFor(organizationId, current, dto);
+      const change = await this.changesFor(organizationId, current, typeof dto === 'function' ? dto(current) : dto);
       if (!change) return current;
       changes = change.changes;
       await this.users.update(manager, organizationId, id, changes);
@@ -578,19 +587,29 @@ export class UsersService {
     return { total: results.length, successful, failed: results.length - successful };
   }
 
-  async replacePreferences(organizationId: string, id: string, preferences: Record<string, unknown>, merge: boolean): Promise<Record<string, unknown>> {
+  /**
+   * PUT (replace) or PATCH (RFC 7396 merge) of a user's preferences. The merge is worked out from
+   * the user's row under its lock, so concurrent merges queue and never lose one another.
+   */
+  async replacePreferences(organizationId: string, id: string, preferences: Record<string, unknown>, merge: boolean, ifMatch?: string): Promise<UserRecord> {
     if (preferences === null || typeof preferences !== 'object' || Array.isArray(preferences)) {
       throw new AppException('MALFORMED_REQUEST', 'Preferences must be a JSON object');
     }
-    const current = await this.get(organizationId, id);
-    const next = merge ? mergePatch(current.preferences, preferences) : preferences;
-    if (Buffer.byteLength(JSON.stringify(next)) > 16 * 1024) {
-      throw new AppException('VALIDATION_ERROR', 'Preferences must be at most 16 KiB', {
-        details: [{ field: 'preferences', issue: 'Too large', code: 'TOO_LARGE' }],
-      });
-    }
-    const updated = await this.update(organizationId, id, { preferences: next } as UpdateOwnProfileDto);
-    return updated.preferences;
+    if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
+    return this.updateLocked(
+      organizationId,
+      id,
+      (current) => {
+        const next = merge ? mergePatch(current.preferences, preferences) : preferences;
+        if (Buffer.byteLength(JSON.stringify(next)) > 16 * 1024) {
+          throw new AppException('VALIDATION_ERROR', 'Preferences must be at most 16 KiB', {
+            details: [{ field: 'preferences', issue: 'Too large', code: 'TOO_LARGE' }],
+          });
+        }
+        return { preferences: next } as UpdateOwnProfileDto;
+      },
+      ifMatch,
+    );
   }
 
   private expectedVersion(current: UserRecord, ifMatch: string | undefined): number | undefined {

@@ -1,6 +1,7 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { AuthContext, CurrentAuth, offsetPage, Scopes } from '@app/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuthContext, CurrentAuth, IF_MATCH_API_HEADER, offsetPage, Scopes, withEtag } from '@app/common';
+import type { FastifyReply } from 'fastify';
 import { CreateWebhookDto, DeliveriesQuery, UpdateWebhookDto } from './dto/webhook.dto';
 import { mapDelivery, mapWebhook } from './webhooks.mapper';
 import { WebhooksService } from './webhooks.service';
@@ -24,9 +25,9 @@ export class WebhooksController {
       'addresses are refused (422 INVALID_WEBHOOK_URL for literal ones, a failed delivery for names resolving to one) ' +
       'unless listed in OUTBOUND_ALLOWED_HOSTS.',
   })
-  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateWebhookDto) {
+  async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateWebhookDto, @Res({ passthrough: true }) reply: FastifyReply) {
     const { webhook, secret } = await this.webhooks.create(auth.organizationId, body);
-    return { ...mapWebhook(webhook), secret };
+    return { ...withEtag(reply, webhook, mapWebhook), secret };
   }
 
   @Get()
@@ -37,21 +38,23 @@ export class WebhooksController {
 
   @Get(':id')
   @ApiOperation({ summary: 'An endpoint' })
-  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
-    return mapWebhook(await this.webhooks.get(auth.organizationId, id));
+  async get(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.webhooks.get(auth.organizationId, id), mapWebhook);
   }
 
   @Put(':id')
+  @ApiHeader(IF_MATCH_API_HEADER)
   @ApiOperation({ summary: 'Change url, events, secret or active (true re-enables a disabled endpoint)' })
-  async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateWebhookDto) {
-    return mapWebhook(await this.webhooks.update(auth.organizationId, id, body));
+  async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateWebhookDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.webhooks.update(auth.organizationId, id, body, ifMatch), mapWebhook);
   }
 
   @Delete(':id')
   @HttpCode(204)
+  @ApiHeader(IF_MATCH_API_HEADER)
   @ApiOperation({ summary: 'Remove an endpoint; its pending deliveries are cancelled' })
-  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string): Promise<void> {
-    await this.webhooks.delete(auth.organizationId, id);
+  async delete(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Headers('if-match') ifMatch: string | undefined): Promise<void> {
+    await this.webhooks.delete(auth.organizationId, id, ifMatch);
   }
 
   @Get(':id/deliveries')

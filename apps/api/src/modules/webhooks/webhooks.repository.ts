@@ -39,14 +39,21 @@ export class WebhooksRepository {
     return this.webhooks.find({ where: { organizationId }, order: { createdAt: 'ASC', id: 'ASC' } });
   }
 
-  async update(organizationId: string, id: string, changes: Partial<WebhookEntity>): Promise<void> {
-    await this.webhooks.update({ organizationId, id }, { ...changes, updatedAt: () => 'now()' });
+  /** Applies `changes` and a new version; false when `expectedVersion` is given and is not current. */
+  async update(organizationId: string, id: string, changes: Partial<WebhookEntity>, expectedVersion?: number): Promise<boolean> {
+    const where = { organizationId, id, ...(expectedVersion === undefined ? {} : { version: expectedVersion }) };
+    const result = await this.webhooks.update(where, { ...changes, updatedAt: () => 'now()', version: () => 'version + 1' });
+    return (result.affected ?? 0) > 0;
   }
 
-  async delete(organizationId: string, id: string): Promise<void> {
-    await this.dataSource.transaction(async (m) => {
+  /** Deletes the endpoint and fails its pending deliveries; false (nothing done) when `expectedVersion` is not current. */
+  async delete(organizationId: string, id: string, expectedVersion?: number): Promise<boolean> {
+    return this.dataSource.transaction(async (m) => {
+      const where = { organizationId, id, ...(expectedVersion === undefined ? {} : { version: expectedVersion }) };
+      const result = await m.delete(WebhookEntity, where);
+      if ((result.affected ?? 0) === 0) return false;
       await m.query(`UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint deleted', locked_until = NULL WHERE organization_id = $1 AND webhook_id = $2 AND status = 'pending'`, [organizationId, id]);
-      await m.delete(WebhookEntity, { organizationId, id });
+      return true;
     });
   }
 
@@ -142,7 +149,7 @@ export class WebhooksRepository {
         await m.query(`UPDATE webhooks SET failing_since = COALESCE(failing_since, now()) WHERE id = $1`, [webhookId]);
       }
       if (endpoint.disable) {
-        await m.query(`UPDATE webhooks SET active = false, disabled_reason = $2, updated_at = now() WHERE id = $1`, [webhookId, endpoint.disable]);
+        await m.query(`UPDATE webhooks SET active = false, disabled_reason = $2, updated_at = now(), version = version + 1 WHERE id = $1`, [webhookId, endpoint.disable]);
       }
     });
   }

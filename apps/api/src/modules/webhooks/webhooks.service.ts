@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AppException } from '@app/common';
+import { AppException, expectedVersion, staleIfMatch } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
@@ -35,6 +35,7 @@ export class WebhooksService {
       failingSince: null,
       createdAt: new Date(),
       updatedAt: new Date(),
+      version: 1,
     };
     await this.repository.insert(webhook);
     return { webhook: (await this.repository.find(organizationId, webhook.id))!, secret };
@@ -50,8 +51,11 @@ export class WebhooksService {
     return webhook;
   }
 
-  async update(organizationId: string, id: string, dto: UpdateWebhookDto): Promise<WebhookEntity> {
-    await this.get(organizationId, id);
+  /** Changes an endpoint; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
+  async update(organizationId: string, id: string, dto: UpdateWebhookDto, ifMatch?: string): Promise<WebhookEntity> {
+    const webhook = await this.get(organizationId, id);
+    const expected = expectedVersion(ifMatch, webhook.id);
+    if (expected !== undefined && expected !== webhook.version) throw staleIfMatch('webhook');
     if (dto.url !== undefined) this.assertUrl(dto.url);
     const changes: Partial<WebhookEntity> = {};
     if (dto.url !== undefined) changes.url = dto.url;
@@ -61,13 +65,14 @@ export class WebhooksService {
       changes.active = dto.active;
       if (dto.active) Object.assign(changes, { disabledReason: null, failingSince: null });
     }
-    await this.repository.update(organizationId, id, changes);
+    if (!(await this.repository.update(organizationId, id, changes, expected)) && expected !== undefined) throw staleIfMatch('webhook');
     return this.get(organizationId, id);
   }
 
-  async delete(organizationId: string, id: string): Promise<void> {
-    await this.get(organizationId, id);
-    await this.repository.delete(organizationId, id);
+  async delete(organizationId: string, id: string, ifMatch?: string): Promise<void> {
+    const webhook = await this.get(organizationId, id);
+    const expected = expectedVersion(ifMatch, webhook.id);
+    if (!(await this.repository.delete(organizationId, id, expected)) && expected !== undefined) throw staleIfMatch('webhook');
   }
 
   async deliveries(organizationId: string, id: string, limit: number, offset: number) {

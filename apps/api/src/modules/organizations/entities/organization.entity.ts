@@ -21,4 +21,8 @@ export class OrganizationEntity {
 
   @Column('timestamp with time zone', { default: () => 'now()' })
   updatedAt!: Date;
+
+  /** Incremented by every write: the ETag's version (If-Match). */
+  @Column('integer', { default: 1 })
+  version!: number;
 }

@@ -31,4 +31,8 @@ export class RoleEntity {
 
   @Column('timestamp with time zone', { default: () => 'now()' })
   updatedAt!: Date;
+
+  /** Incremented by every write: the ETag's version (If-Match). */
+  @Column('integer', { default: 1 })
+  version!: number;
 }

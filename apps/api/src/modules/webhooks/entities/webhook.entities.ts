@@ -35,6 +35,10 @@ export class WebhookEntity {
 
   @Column('timestamp with time zone', { default: () => 'now()' })
   updatedAt!: Date;
+
+  /** Incremented by every write: the ETag's version (If-Match). */
+  @Column('integer', { default: 1 })
+  version!: number;
 }
 
 /** One event to one endpoint: sent until it succeeds or the retry schedule runs out. */

@@ -1,0 +1,115 @@
+import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+
+/**
+ * CONTRACT §2: single-resource responses carry an ETag, and a PUT/PATCH/DELETE with a stale
+ * If-Match is 409 CONCURRENT_UPDATE and changes nothing. Users have their own suite; this one
+ * covers roles, webhooks, organizations, preferences and /users/me.
+ */
+describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
+  let t: TestApp;
+  let token: string;
+  const auth = (bearer = token) => ({ Authorization: `Bearer ${bearer}` });
+  const stale = (res: { status: number; body: { error?: { code?: string } } }) => {
+    expect(res.status).toBe(409);
+    expect(res.body.error?.code).toBe('CONCURRENT_UPDATE');
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    token = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200)).body.access_token;
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('roles: POST, GET and PUT answer an ETag; a stale or foreign If-Match on PUT and DELETE is 409 and changes nothing', async () => {
+    const created = await t.http().post('/v2/roles').set(auth()).send({ name: 'etag-role', permissions: ['user:read'] }).expect(201);
+    const id = created.body.id as string;
+    const v1 = created.headers.etag as string;
+    expect(v1).toBe(`"${id}.v1"`);
+    expect((await t.http().get(`/v2/roles/${id}`).set(auth()).expect(200)).headers.etag).toBe(v1);
+
+    const changed = await t.http().put(`/v2/roles/${id}`).set(auth()).set('If-Match', v1).send({ description: 'first' }).expect(200);
+    const v2 = changed.headers.etag as string;
+    expect(v2).toBe(`"${id}.v2"`);
+    stale(await t.http().put(`/v2/roles/${id}`).set(auth()).set('If-Match', v1).send({ description: 'lost' }));
+    const other = (await t.http().get('/v2/roles').set(auth()).expect(200)).body.data.find((r: { name: string }) => r.name === 'user');
+    stale(await t.http().put(`/v2/roles/${id}`).set(auth()).set('If-Match', `"${other.id}.v2"`).send({ description: 'foreign' }));
+    stale(await t.http().put(`/v2/roles/${id}`).set(auth()).set('If-Match', 'not-an-etag').send({ description: 'garbage' }));
+    expect((await t.sql<{ description: string; version: number }>('SELECT description, version FROM roles WHERE id = $1', [id]))[0]).toEqual({ description: 'first', version: 2 });
+
+    stale(await t.http().delete(`/v2/roles/${id}`).set(auth()).set('If-Match', v1));
+    expect(await t.sql('SELECT id FROM roles WHERE id = $1', [id])).toHaveLength(1);
+    await t.http().delete(`/v2/roles/${id}`).set(auth()).set('If-Match', v2).expect(204);
+    expect(await t.sql('SELECT id FROM roles WHERE id = $1', [id])).toHaveLength(0);
+  });
+
+  it('roles: If-Match "*" and no If-Match write unconditionally; an unknown role is still 404', async () => {
+    const id = (await t.http().post('/v2/roles').set(auth()).send({ name: 'etag-star', permissions: [] }).expect(201)).body.id as string;
+    expect((await t.http().put(`/v2/roles/${id}`).set(auth()).set('If-Match', '*').send({ description: 'a' }).expect(200)).headers.etag).toBe(`"${id}.v2"`);
+    expect((await t.http().put(`/v2/roles/${id}`).set(auth()).send({ description: 'b' }).expect(200)).headers.etag).toBe(`"${id}.v3"`);
+    const missing = await t.http().put('/v2/roles/role_doesnotexist').set(auth()).set('If-Match', `"role_doesnotexist.v1"`).send({ description: 'x' }).expect(404);
+    expect(missing.body.error.code).toBe('ROLE_NOT_FOUND');
+  });
+
+  it('webhooks: ETag on create, get and update; stale If-Match on PUT and DELETE is 409; disabling by the worker is a new version', async () => {
+    const created = await t.http().post('/v2/webhooks').set(auth()).send({ url: 'https://hooks.example.com/etag', events: ['*'] }).expect(201);
+    const id = created.body.id as string;
+    const v1 = created.headers.etag as string;
+    expect(v1).toBe(`"${id}.v1"`);
+    expect((await t.http().get(`/v2/webhooks/${id}`).set(auth()).expect(200)).headers.etag).toBe(v1);
+    const v2 = (await t.http().put(`/v2/webhooks/${id}`).set(auth()).set('If-Match', v1).send({ events: ['user.created'] }).expect(200)).headers.etag;
+    expect(v2).toBe(`"${id}.v2"`);
+    stale(await t.http().put(`/v2/webhooks/${id}`).set(auth()).set('If-Match', v1).send({ active: false }));
+    stale(await t.http().delete(`/v2/webhooks/${id}`).set(auth()).set('If-Match', v1));
+    const [row] = await t.sql<{ active: boolean; events: string[] }>('SELECT active, events FROM webhooks WHERE id = $1', [id]);
+    expect(row).toEqual({ active: true, events: ['user.created'] });
+    await t.http().delete(`/v2/webhooks/${id}`).set(auth()).set('If-Match', v2).expect(204);
+    await t.http().get(`/v2/webhooks/${id}`).set(auth()).expect(404);
+  });
+
+  it('organizations: ETag on create, get and PATCH; a stale If-Match on PATCH is 409 and changes nothing', async () => {
+    const created = await t.http().post('/v2/admin/organizations').set(auth()).send({ name: 'ETag Org', plan: 'basic' }).expect(201);
+    const id = created.body.organization.id as string;
+    const v1 = created.headers.etag as string;
+    expect(v1).toBe(`"${id}.v1"`);
+    expect((await t.http().get(`/v2/admin/organizations/${id}`).set(auth()).expect(200)).headers.etag).toBe(v1);
+    const v2 = (await t.http().patch(`/v2/admin/organizations/${id}`).set(auth()).set('If-Match', v1).send({ plan: 'professional' }).expect(200)).headers.etag;
+    expect(v2).toBe(`"${id}.v2"`);
+    stale(await t.http().patch(`/v2/admin/organizations/${id}`).set(auth()).set('If-Match', v1).send({ plan: 'basic' }));
+    expect((await t.sql<{ plan: string }>('SELECT plan FROM organizations WHERE id = $1', [id]))[0]!.plan).toBe('professional');
+  });
+
+  it("preferences: the user's ETag on GET, PUT and PATCH; a stale If-Match is 409; concurrent merges never lose one another", async () => {
+    const user = await t.http().post('/v2/users').set(auth()).send({ email: 'etag-prefs@example.com', first_name: 'E', last_name: 'P' }).expect(201);
+    const id = user.body.id as string;
+    const read = await t.http().get(`/v2/users/${id}/preferences`).set(auth()).expect(200);
+    expect(read.headers.etag).toBe(user.headers.etag);
+    const merged = await t.http().patch(`/v2/users/${id}/preferences`).set(auth()).set('If-Match', read.headers.etag).send({ theme: 'dark' }).expect(200);
+    expect(merged.body).toEqual({ theme: 'dark' });
+    expect(merged.headers.etag).toBe(`"${id}.v2"`);
+    stale(await t.http().patch(`/v2/users/${id}/preferences`).set(auth()).set('If-Match', read.headers.etag).send({ theme: 'light' }));
+    stale(await t.http().put(`/v2/users/${id}/preferences`).set(auth()).set('If-Match', read.headers.etag).send({}));
+    expect((await t.http().get(`/v2/users/${id}/preferences`).set(auth()).expect(200)).body).toEqual({ theme: 'dark' });
+
+    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+    const results = await Promise.all(keys.map((k) => t.http().patch(`/v2/users/${id}/preferences`).set(auth()).send({ [k]: true })));
+    expect(results.map((r) => r.status)).toEqual(keys.map(() => 200));
+    const after = (await t.http().get(`/v2/users/${id}/preferences`).set(auth()).expect(200)).body;
+    expect(after).toEqual({ theme: 'dark', ...Object.fromEntries(keys.map((k) => [k, true])) });
+  });
+
+  it('PUT /users/me honours If-Match', async () => {
+    const email = 'etag-me@example.com';
+    const password = 'Correct-Horse-9';
+    const created = await t.http().post('/v2/users').set(auth()).send({ email, first_name: 'Me', last_name: 'Self', password }).expect(201);
+    const [row] = await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [created.body.id]);
+    const login = await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: row!.organization_id, email, password }).expect(200);
+    const me = auth(login.body.access_token);
+    const v = (await t.http().get('/v2/users/me').set(me).expect(200)).headers.etag as string;
+    const updated = await t.http().put('/v2/users/me').set(me).set('If-Match', v).send({ first_name: 'Myself' }).expect(200);
+    stale(await t.http().put('/v2/users/me').set(me).set('If-Match', v).send({ first_name: 'Lost' }));
+    expect(updated.body.first_name).toBe('Myself');
+    expect((await t.http().get('/v2/users/me').set(me).expect(200)).body.first_name).toBe('Myself');
+  });
+});
