@@ -114,6 +114,28 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: first.email, password }).expect(200);
   });
 
+  it('the monthly-active-users limit holds under concurrency: creates, bulk items and fail_on_error bulks at once never pass it', async () => {
+    const ent = await org('enterprise', { monthly_active_users: 7, burst_per_second: 1000, concurrent_requests: 100 });
+    const create = () => t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'c', last_name: 'c' });
+    const bulk = (failOnError: boolean) =>
+      t.http().post('/v2/users/bulk').set(as(ent.token)).send({ users: [1, 2, 3].map(() => ({ email: email(), first_name: 'b', last_name: 'b' })), options: { fail_on_error: failOnError } });
+    const responses = await Promise.all([...Array.from({ length: 8 }, create), bulk(false), bulk(false), bulk(true), bulk(true)]);
+    for (const r of responses) expect([200, 201, 403, 422]).toContain(r.status);
+    const created =
+      responses.filter((r) => r.status === 201).length +
+      responses.filter((r) => r.status === 200).reduce((n, r) => n + (r.body.summary.successful as number), 0);
+    const [row] = await t.sql<{ users: number; active: number }>(
+      `SELECT (SELECT count(*)::int FROM users WHERE organization_id = $1) AS users,
+              (SELECT count(*)::int FROM user_activity_months WHERE organization_id = $1) AS active`,
+      [ent.id],
+    );
+    expect(row).toEqual({ users: 7, active: 7 });
+    expect(created).toBe(7);
+    // A refused create says why; a rolled-back all-or-nothing bulk created nothing.
+    for (const r of responses.filter((x) => x.status === 403)) expect(r.body.error.code).toBe('QUOTA_EXCEEDED');
+    for (const r of responses.filter((x) => x.status === 422)) expect(r.body.summary.successful).toBe(0);
+  });
+
   it('requests_per_hour: 15 gives exactly 15 successes, headers counting down, then 429 with Retry-After', async () => {
     const ent = await org('enterprise', { requests_per_hour: 15 });
     const remaining: number[] = [];

@@ -62,18 +62,27 @@ export class UserLoginService {
       throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     }
     await this.counters.reset(`fail:${account}`);
-    if ((await this.quota.monthlyActiveCapacity(organizationId, user.id)) < 1) throw UsersService.quotaExceeded();
     // A hash made with other parameters (an older profile, or PASSWORD_HASH_MEMORY_KIB changed) is
     // replaced now, while the password is at hand; the sign-in statement stores it.
     const rehashed = this.passwords.needsRehash(user.password_hash!) ? await this.passwords.hash(password) : undefined;
-    return this.startSession(user, context, 'password', rehashed);
+    // A first sign-in of the month makes the user active: refused when the plan's limit is reached.
+    return this.quota.withActiveUsersCapacity(organizationId, user.id, (capacity, manager) => {
+      if (capacity < 1) throw UsersService.quotaExceeded();
+      return this.startSession(user, context, 'password', rehashed, manager);
+    });
   }
 
   /**
    * Opens a session for a user read with their roles (UsersRepository.findByEmail): one statement
    * records the login, the activity, the refresh token and the user.login event.
    */
-  async startSession(user: UserRecord, context: { ip: string; userAgent?: string }, method: 'password' | 'sso', newPasswordHash?: string): Promise<LoggedInUser> {
+  async startSession(
+    user: UserRecord,
+    context: { ip: string; userAgent?: string },
+    method: 'password' | 'sso',
+    newPasswordHash?: string,
+    manager?: EntityManager,
+  ): Promise<LoggedInUser> {
     const sessionId = newId('ses');
     const refreshToken = `rt_${randomBytes(32).toString('base64url')}`;
     const at = new Date();
@@ -85,6 +94,7 @@ export class UserLoginService {
       { id: newId('rt'), hash: this.masterKey.hmac(REFRESH_PURPOSE, refreshToken), sessionId, expiresAt: new Date(at.getTime() + REFRESH_TTL_MS) },
       event,
       newPasswordHash,
+      manager,
     );
     if (!updated) throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     this.transactions.committed();

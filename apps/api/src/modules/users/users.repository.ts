@@ -141,8 +141,9 @@ export class UsersRepository {
     refreshToken: { id: string; hash: string; sessionId: string; expiresAt: Date },
     event: DomainEvent<'user.login'>,
     newPasswordHash?: string,
+    manager?: Queryable,
   ): Promise<UserRecord | undefined> {
-    const { rows } = await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_record_sign_in',
+    const { rows } = await preparedQuery<UserRecord>(this.dataSource, manager, 'users_record_sign_in',
       `WITH upd AS (
          UPDATE users SET last_login = $3, login_count = login_count + 1, password_hash = COALESCE($10, password_hash)
           WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
@@ -221,9 +222,10 @@ export class UsersRepository {
     roleRef: string,
     createdAt: Date,
     event: DomainEvent<'user.created'>,
+    manager?: Queryable,
   ): Promise<{ role: RoleSummary | undefined; user: UserRecord | undefined }> {
     const { rows } = await preparedQuery<UserRecord & { r_id: string; r_name: string; r_display_name: string; r_permissions: string[] }>(
-      this.dataSource, undefined, 'users_create_one',
+      this.dataSource, manager, 'users_create_one',
       `WITH r AS (
          SELECT id, name, display_name, permissions FROM roles
           WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (id = $7) DESC LIMIT 1),
@@ -398,8 +400,16 @@ export class UsersRepository {
   }
 
   /** Distinct users active this UTC month, and whether one of them is `userId`. */
-  async activeThisMonth(organizationId: string, userId?: string): Promise<{ count: number; includesUser: boolean }> {
-    const rows: { n: number; mine: boolean }[] = await this.dataSource.query(
+  /**
+   * Takes the organization's monthly-active-users lock until `manager`'s transaction ends: the
+   * count of active users and the writes that add to it are then one step for each request.
+   */
+  async lockActiveUsers(manager: Queryable, organizationId: string): Promise<void> {
+    await manager.query(`SELECT pg_advisory_xact_lock(hashtext('um:active-users:' || $1))`, [organizationId]);
+  }
+
+  async activeThisMonth(organizationId: string, userId?: string, manager?: Queryable): Promise<{ count: number; includesUser: boolean }> {
+    const rows: { n: number; mine: boolean }[] = await this.db(manager).query(
       `SELECT count(*)::int AS n, coalesce(bool_or(user_id = $2), false) AS mine FROM user_activity_months
         WHERE organization_id = $1 AND month = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')`,
       [organizationId, userId ?? null],

@@ -92,14 +92,20 @@ export class UsersService {
   }
 
   /**
-   * How many more users may become active this month (CONTRACT §5); Infinity when unlimited. A
-   * limit checked before the insert: under heavy concurrency a handful may slip past it.
+   * Runs `work` knowing how many more users may become active this month (CONTRACT §5): Infinity
+   * when the plan has no limit (or `userId` is active already). Under a limit, `work` runs in a
+   * transaction holding the organization's active-users lock, and must write through `manager`:
+   * the count and the writes that add to it are one step, so concurrent creates, bulk items and
+   * first sign-ins of the month never pass the limit together. Without a limit nothing is locked.
    */
-  async monthlyActiveCapacity(organizationId: string, userId?: string): Promise<number> {
+  async withActiveUsersCapacity<T>(organizationId: string, userId: string | undefined, work: (capacity: number, manager?: EntityManager) => Promise<T>): Promise<T> {
     const { monthly_active_users: limit } = await this.organizations.limitsFor(organizationId);
-    if (limit === null) return Infinity;
-    const active = await this.users.activeThisMonth(organizationId, userId);
-    return active.includesUser ? Infinity : Math.max(0, limit - active.count);
+    if (limit === null) return work(Infinity);
+    return this.transactions.run(async (manager) => {
+      await this.users.lockActiveUsers(manager, organizationId);
+      const active = await this.users.activeThisMonth(organizationId, userId, manager);
+      return work(active.includesUser ? Infinity : Math.max(0, limit - active.count), manager);
+    });
   }
 
   static quotaExceeded(): AppException {
@@ -113,9 +119,15 @@ export class UsersService {
    * monthly-activity row and the outbox event are one statement, atomic without BEGIN/COMMIT.
    */
   async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
-    if ((await this.monthlyActiveCapacity(organizationId)) < 1) throw UsersService.quotaExceeded();
     const roleRef = dto.role ?? DEFAULT_ROLE_NAME;
     const passwordHash = dto.password ? await this.passwords.hash(dto.password) : null;
+    return this.withActiveUsersCapacity(organizationId, undefined, async (capacity, manager) => {
+      if (capacity < 1) throw UsersService.quotaExceeded();
+      return this.insertOne(organizationId, dto, roleRef, passwordHash, manager);
+    });
+  }
+
+  private async insertOne(organizationId: string, dto: CreateUserDto, roleRef: string, passwordHash: string | null, manager?: EntityManager): Promise<UserRecord> {
     const createdAt = new Date();
     const newUser: NewUser = { id: newId('user'), email: dto.email, firstName: dto.first_name, lastName: dto.last_name, roleId: null, passwordHash, metadata: dto.metadata ?? {} };
     // `user.role` is filled in by the statement from the role it finds.
@@ -125,7 +137,7 @@ export class UsersService {
       { user: userSnapshot(newUserRecord(organizationId, newUser, createdAt)), send_welcome_email: dto.send_welcome_email ?? false },
       createdAt,
     );
-    const { role, user } = await this.writeStatement(organizationId, () => this.users.createOne(organizationId, newUser, roleRef, createdAt, event));
+    const { role, user } = await this.writeStatement(organizationId, () => this.users.createOne(organizationId, newUser, roleRef, createdAt, event, manager));
     if (!role) throw RolesService.unknownRoles([roleRef], 'role');
     if (!user) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
     this.transactions.committed();
@@ -469,7 +481,6 @@ export class UsersService {
 
   /** POST /users/bulk in one transaction (CONTRACT §8). */
   async bulkCreate(organizationId: string, dto: BulkCreateUsersDto): Promise<{ status: number; body: { results: BulkItemResult[]; summary: Record<string, number> } }> {
-    const failOnError = dto.options?.fail_on_error ?? false;
     const results: BulkItemResult[] = dto.users.map((_, index) => ({ index, success: false }));
     const valid: { index: number; dto: CreateUserDto }[] = [];
     dto.users.forEach((raw, index) => {
@@ -500,11 +511,37 @@ export class UsersService {
     }
     const roleRefs = [...new Set(candidates.map((c) => c.dto.role ?? DEFAULT_ROLE_NAME))];
     const knownRoles = await this.roles.findAll(organizationId, roleRefs);
-    let capacity = await this.monthlyActiveCapacity(organizationId);
+    // Hashed before any lock is taken (argon2id is the slow part of a bulk with passwords).
+    const passwordHashes = new Map<number, string>();
+    for (const c of candidates) {
+      if (c.dto.password && knownRoles.has(c.dto.role ?? DEFAULT_ROLE_NAME)) passwordHashes.set(c.index, await this.passwords.hash(c.dto.password));
+    }
+    try {
+      return await this.withActiveUsersCapacity(organizationId, undefined, (capacity, manager) =>
+        this.insertBulk(organizationId, dto, results, candidates, knownRoles, passwordHashes, capacity, manager),
+      );
+    } catch (error) {
+      if (error instanceof BulkRolledBack) return error.response;
+      throw error;
+    }
+  }
+
+  /** The bulk's inserts, once the capacity is known (under the active-users lock when the plan limits them). */
+  private async insertBulk(
+    organizationId: string,
+    dto: BulkCreateUsersDto,
+    results: BulkItemResult[],
+    candidates: { index: number; dto: CreateUserDto }[],
+    knownRoles: Map<string, RoleSummary>,
+    passwordHashes: Map<number, string>,
+    capacity: number,
+    manager: EntityManager | undefined,
+  ): Promise<{ status: number; body: { results: BulkItemResult[]; summary: Record<string, number> } }> {
+    const failOnError = dto.options?.fail_on_error ?? false;
     // Taken emails are found by the insert itself (ON CONFLICT). Only a monthly-active-users limit
     // needs them beforehand, so that they do not use up the capacity.
     const existing = Number.isFinite(capacity)
-      ? await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()))
+      ? await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()), manager)
       : new Set<string>();
     const createdAt = new Date();
     const toInsert: { index: number; user: NewUser; role: RoleSummary; welcome: boolean }[] = [];
@@ -530,7 +567,7 @@ export class UsersService {
             firstName: c.dto.first_name,
             lastName: c.dto.last_name,
             roleId: role.id,
-            passwordHash: c.dto.password ? await this.passwords.hash(c.dto.password) : null,
+            passwordHash: passwordHashes.get(c.index) ?? null,
             metadata: c.dto.metadata ?? {},
           },
         });
@@ -545,22 +582,29 @@ export class UsersService {
     const records = toInsert.map(({ user, role }) => newUserRecord(organizationId, user, createdAt, role));
     const events = records.map((r, i) => this.events.draft(organizationId, 'user.created', { user: userSnapshot(r), send_welcome_email: toInsert[i]!.welcome }, createdAt));
     const users = toInsert.map((t) => t.user);
+    // All or nothing: a taken email found by the insert rolls the whole batch back.
+    const allOrNothing = async (m: EntityManager) => {
+      const ids = await this.users.insertWithEvents(m, organizationId, users, createdAt, events);
+      if (ids.size < users.length) throw new BulkRollback(ids);
+      return ids;
+    };
     let inserted: Set<string>;
     try {
-      inserted = failOnError
-        ? // All or nothing: a taken email found by the insert rolls the whole batch back.
-          await this.write(organizationId, async (manager) => {
-            const ids = await this.users.insertWithEvents(manager, organizationId, users, createdAt, events);
-            if (ids.size < users.length) throw new BulkRollback(ids);
-            return ids;
-          })
-        : // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
-          await this.writeStatement(organizationId, () => this.users.insertWithEvents(undefined, organizationId, users, createdAt, events));
+      if (manager) {
+        // Already in the active-users transaction: a BulkRollback rolls it back.
+        inserted = await this.writeStatement(organizationId, () => (failOnError ? allOrNothing(manager) : this.users.insertWithEvents(manager, organizationId, users, createdAt, events)));
+      } else {
+        inserted = failOnError
+          ? await this.write(organizationId, allOrNothing)
+          : // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
+            await this.writeStatement(organizationId, () => this.users.insertWithEvents(undefined, organizationId, users, createdAt, events));
+      }
     } catch (error) {
       if (!(error instanceof BulkRollback)) throw error;
       for (const t of toInsert) {
         if (!error.inserted.has(t.user.id)) results[t.index]!.error = EMAIL_TAKEN;
       }
+      if (manager) throw new BulkRolledBack(this.bulkRolledBack(results, toInsert.map((t) => t.index)));
       return this.bulkRolledBack(results, toInsert.map((t) => t.index));
     }
     if (!failOnError && inserted.size > 0) this.transactions.committed();
@@ -639,6 +683,13 @@ function newUserRecord(organizationId: string, user: NewUser, createdAt: Date, r
 /** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
 class BulkRollback extends Error {
   constructor(readonly inserted: Set<string>) {
+    super('bulk rolled back');
+  }
+}
+
+/** The 422 answer of a fail_on_error bulk, thrown to roll back the active-users transaction it ran in. */
+class BulkRolledBack extends Error {
+  constructor(readonly response: { status: number; body: { results: BulkItemResult[]; summary: Record<string, number> } }) {
     super('bulk rolled back');
   }
 }
