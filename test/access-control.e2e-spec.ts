@@ -56,7 +56,8 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     expect(changed.body.description).toBe('Reads reports');
     const catalog = await t.http().get('/v2/permissions').set(as(pro.token)).expect(200);
     expect(catalog.body.custom).toEqual(['reports:view']);
-    expect(catalog.body.all).toEqual(expect.arrayContaining(['user:read', 'platform:admin', 'read:own_profile', 'reports:view']));
+    expect(catalog.body.all).toEqual(expect.arrayContaining(['user:read', 'read:own_profile', 'reports:view']));
+    expect(catalog.body.all).not.toContain('platform:admin');
     await t.http().delete(`/v2/roles/${created.body.id}`).set(as(pro.token)).expect(204);
     const missing = await t.http().get(`/v2/roles/${created.body.id}`).set(as(pro.token)).expect(404);
     expect(missing.body.error.code).toBe('ROLE_NOT_FOUND');
@@ -99,6 +100,76 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     await t.drainEvents();
     const changes = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.role_changed' AND data->'user'->>'id' = $1`, [user.id]);
     expect(changes).toHaveLength(1);
+  });
+
+  describe('nobody grants what they do not hold', () => {
+    let ent: { id: string; token: string };
+    const narrowKey = async (scopes: string[]) =>
+      token((await t.http().post('/v2/api-keys').set(as(ent.token)).send({ name: `narrow ${scopes.join(' ')}`, scopes }).expect(201)).body.key);
+    beforeAll(async () => {
+      ent = await org('enterprise');
+    });
+
+    it('roles never carry platform:admin (422 RESERVED_PERMISSION), on create or update', async () => {
+      const res = await t.http().post('/v2/roles').set(as(ent.token)).send({ name: 'operator', permissions: ['platform:admin'] }).expect(422);
+      expect(res.body.error.details[0]).toMatchObject({ field: 'permissions', code: 'RESERVED_PERMISSION' });
+      const role = (await t.http().post('/v2/roles').set(as(ent.token)).send({ name: 'plain', permissions: ['user:read'] }).expect(201)).body;
+      const upd = await t.http().put(`/v2/roles/${role.id}`).set(as(ent.token)).send({ permissions: ['user:read', 'platform:admin'] }).expect(422);
+      expect(upd.body.error.details[0].code).toBe('RESERVED_PERMISSION');
+      expect((await t.sql<{ permissions: string[] }>('SELECT permissions FROM roles WHERE id = $1', [role.id]))[0]!.permissions).toEqual(['user:read']);
+    });
+
+    it('a role:manage key cannot write API scopes it lacks into a role; its own permission strings are fine', async () => {
+      const roleKey = await narrowKey(['role:manage']);
+      const res = await t.http().post('/v2/roles').set(as(roleKey)).send({ name: 'wider', permissions: ['apikey:manage', 'reports:view'] }).expect(403);
+      expect(res.body.error).toMatchObject({ code: 'AUTH_INSUFFICIENT_SCOPE', details: { scopes: ['apikey:manage'] } });
+      const ok = await t.http().post('/v2/roles').set(as(roleKey)).send({ name: 'reports-only', permissions: ['reports:view', 'role:manage'] }).expect(201);
+      const widen = await t.http().put(`/v2/roles/${ok.body.id}`).set(as(roleKey)).send({ permissions: ['user:delete'] }).expect(403);
+      expect(widen.body.error.details).toEqual({ scopes: ['user:delete'] });
+    });
+
+    it('a user:write key cannot assign a role wider than itself: create, update, bulk and role assignment are 403 and change nothing', async () => {
+      const writer = await narrowKey(['user:read', 'user:write']);
+      const denied = (res: { status: number; body: { error: { code: string; details: { scopes: string[] } } } }) => {
+        expect(res.status).toBe(403);
+        expect(res.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+        expect(res.body.error.details.scopes).toEqual(expect.arrayContaining(['apikey:manage', 'role:manage']));
+      };
+      const adminEmail = email();
+      denied(await t.http().post('/v2/users').set(as(writer)).send({ email: adminEmail, first_name: 'a', last_name: 'b', role: 'admin' }));
+      const bulk = await t.http().post('/v2/users/bulk').set(as(writer)).send({ users: [{ email: email(), first_name: 'a', last_name: 'b' }, { email: adminEmail, first_name: 'a', last_name: 'b', role: 'admin' }] });
+      denied(bulk);
+      // Roles without API scopes (the built-in user role) are fine.
+      const user = (await t.http().post('/v2/users').set(as(writer)).send({ email: email(), first_name: 'a', last_name: 'b', role: 'user' }).expect(201)).body;
+      denied(await t.http().put(`/v2/users/${user.id}`).set(as(writer)).send({ role: 'admin' }));
+      denied(await t.http().post(`/v2/users/${user.id}/roles`).set(as(writer)).send({ roles: ['moderator', 'admin'] }));
+      await t.http().post(`/v2/users/${user.id}/roles`).set(as(writer)).send({ roles: ['user'] }).expect(200);
+      const rows = await t.sql<{ name: string }>('SELECT r.name FROM users u JOIN roles r ON r.id = u.role_id WHERE u.organization_id = $1', [ent.id]);
+      expect(rows.map((r) => r.name)).toEqual(['user']);
+      const held = await t.sql<{ name: string }>('SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1', [user.id]);
+      expect(held.map((r) => r.name)).not.toContain('admin');
+    });
+
+    it('a moderator signed in as an end user cannot make themselves admin', async () => {
+      const password = 'a long enough password';
+      const mod = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'm', last_name: 'o', password, role: 'moderator' }).expect(201)).body;
+      const login = await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: mod.email, password }).expect(200);
+      expect(login.body.scope.split(' ')).toEqual(expect.arrayContaining(['user:write']));
+      const res = await t.http().put(`/v2/users/${mod.id}`).set(as(login.body.access_token)).send({ role: 'admin' }).expect(403);
+      expect(res.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      expect((await t.http().get(`/v2/users/${mod.id}`).set(as(ent.token)).expect(200)).body.role).toBe('moderator');
+    });
+
+    it('an end user never receives platform:admin, even from a role that holds it in old data', async () => {
+      const password = 'a long enough password';
+      const role = (await t.http().post('/v2/roles').set(as(ent.token)).send({ name: 'legacy-op', permissions: ['user:read'] }).expect(201)).body;
+      await t.sql(`UPDATE roles SET permissions = array_append(permissions, 'platform:admin') WHERE id = $1`, [role.id]);
+      const u = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'l', last_name: 'o', password, role: 'legacy-op' }).expect(201)).body;
+      const login = await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: u.email, password }).expect(200);
+      expect(login.body.scope.split(' ')).not.toContain('platform:admin');
+      const res = await t.http().get('/v2/admin/organizations').set(as(login.body.access_token)).expect(403);
+      expect(res.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+    });
   });
 
   it('the monthly-active-users limit refuses creation and login of new users with 403 QUOTA_EXCEEDED', async () => {

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { API_SCOPES, AppException, AuthContext } from '@app/common';
+import { AppException, AuthContext, ROLE_SCOPES } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +13,7 @@ const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const HASH_PURPOSE = 'api-key-hash';
 
 /** Every scope except platform:admin: what an organization's own keys get unless told otherwise. */
-export const DEFAULT_KEY_SCOPES = API_SCOPES.filter((s) => s !== 'platform:admin');
+export const DEFAULT_KEY_SCOPES = ROLE_SCOPES;
 
 /** 32 base62 characters: about 190 bits of randomness (rejection sampling keeps it unbiased). */
 export function generateApiKey(mode: 'live' | 'test' = 'live'): string {

@@ -1,4 +1,4 @@
-import { API_SCOPES, OWN_PROFILE_PERMISSIONS } from '@app/common';
+import { OWN_PROFILE_PERMISSIONS, ROLE_SCOPES } from '@app/common';
 
 /** The roles every organization has from its creation; they cannot be deleted or renamed. */
 export const BUILT_IN_ROLES = [
@@ -6,7 +6,7 @@ export const BUILT_IN_ROLES = [
     name: 'admin',
     displayName: 'Administrator',
     description: 'Manages users, roles, keys and settings of the organization',
-    permissions: [...API_SCOPES.filter((s) => s !== 'platform:admin'), ...OWN_PROFILE_PERMISSIONS],
+    permissions: [...ROLE_SCOPES, ...OWN_PROFILE_PERMISSIONS],
   },
   {
     name: 'moderator',

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { API_SCOPES, AppException, expectedVersion, OWN_PROFILE_PERMISSIONS, staleIfMatch } from '@app/common';
+import { AppException, AuthContext, expectedVersion, OWN_PROFILE_PERMISSIONS, ROLE_SCOPES, staleIfMatch } from '@app/common';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
 import { userSnapshot } from '../users/users.mapper';
@@ -7,6 +7,7 @@ import { UsersRepository } from '../users/users.repository';
 import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
 import { RoleEntity } from './entities/role.entity';
 import { RolesRepository } from './roles.repository';
+import { RolesService } from './roles.service';
 
 const ROLE_ID = /^role_[a-z0-9]{1,64}$/;
 
@@ -30,7 +31,8 @@ export class RoleManagementService {
     return role;
   }
 
-  async create(organizationId: string, dto: CreateRoleDto): Promise<RoleEntity> {
+  async create(organizationId: string, dto: CreateRoleDto, caller: AuthContext): Promise<RoleEntity> {
+    assertRolePermissions(caller, dto.permissions);
     const role: RoleEntity = {
       id: newId('role'),
       organizationId,
@@ -50,7 +52,8 @@ export class RoleManagementService {
   }
 
   /** Changes a role; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
-  async update(organizationId: string, id: string, dto: UpdateRoleDto, ifMatch?: string): Promise<RoleEntity> {
+  async update(organizationId: string, id: string, dto: UpdateRoleDto, caller: AuthContext, ifMatch?: string): Promise<RoleEntity> {
+    if (dto.permissions !== undefined) assertRolePermissions(caller, dto.permissions);
     const role = await this.get(organizationId, id);
     const expected = expectedVersion(ifMatch, role.id);
     if (expected !== undefined && expected !== role.version) throw staleIfMatch('role');
@@ -102,11 +105,24 @@ export class RoleManagementService {
     });
   }
 
-  /** The catalog: the API's own scopes, the own-profile permissions, and every permission the org's roles use. */
+  /** The catalog: the API scopes a role may carry, the own-profile permissions, and every permission the org's roles use. */
   async catalog(organizationId: string): Promise<{ api: string[]; custom: string[]; all: string[] }> {
-    const builtIn = [...API_SCOPES, ...OWN_PROFILE_PERMISSIONS] as string[];
+    const builtIn = [...ROLE_SCOPES, ...OWN_PROFILE_PERMISSIONS] as string[];
     const used = await this.roles.permissionsInUse(organizationId);
     const custom = used.filter((p) => !builtIn.includes(p));
     return { api: builtIn, custom, all: [...builtIn, ...custom] };
   }
+}
+
+/**
+ * A role's permissions: never `platform:admin` (422: it belongs to the platform's operators), and
+ * no API scope its author lacks (403), so role:manage cannot widen its own holders' access.
+ */
+function assertRolePermissions(caller: AuthContext, permissions: string[]): void {
+  if (permissions.includes('platform:admin')) {
+    throw new AppException('VALIDATION_ERROR', 'Roles cannot carry platform:admin', {
+      details: [{ field: 'permissions', issue: 'platform:admin is reserved for the platform operators\' API keys', provided: 'platform:admin', code: 'RESERVED_PERMISSION' }],
+    });
+  }
+  RolesService.assertGrantable(caller, permissions);
 }

@@ -24,7 +24,7 @@ export class RolesController {
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Create a custom role (professional and enterprise plans); 409 ROLE_ALREADY_EXISTS on a taken name' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateRoleDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    return withEtag(reply, await this.roles.create(auth.organizationId, body), mapRole);
+    return withEtag(reply, await this.roles.create(auth.organizationId, body, auth), mapRole);
   }
 
   @Get('roles/:id')
@@ -40,7 +40,7 @@ export class RolesController {
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Change a role; built-in roles keep their name. Permission changes reach holders on their next token' })
   async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateRoleDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
-    return withEtag(reply, await this.roles.update(auth.organizationId, id, body, ifMatch), mapRole);
+    return withEtag(reply, await this.roles.update(auth.organizationId, id, body, auth, ifMatch), mapRole);
   }
 
   @Delete('roles/:id')

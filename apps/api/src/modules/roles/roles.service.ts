@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { OnEvent } from '@nestjs/event-emitter';
-import { AppException } from '@app/common';
+import { AppException, AuthContext, isApiScope, ROLE_SCOPES } from '@app/common';
 import { newId } from '@app/events';
 import { EntityManager } from 'typeorm';
 import { ORGANIZATION_CREATED, OrganizationCreated } from '../organizations/organizations.service';
@@ -57,6 +57,28 @@ export class RolesService {
     for (const role of found) byRef.set(role.name, role);
     for (const role of found) byRef.set(role.id, role);
     return byRef;
+  }
+
+  /**
+   * Nobody grants what they do not hold: the API scopes that the roles named in `refs` carry must
+   * all be among the caller's scopes (403 AUTH_INSUFFICIENT_SCOPE naming the missing ones), so a
+   * moderator cannot make anyone an admin and a narrow key cannot hand out a wide role. Your own
+   * permission strings (not API scopes) are not checked. Unknown roles are left to the write's own
+   * INVALID_ROLE. A caller holding every scope a role may carry skips the lookup.
+   */
+  async assertAssignable(caller: AuthContext, organizationId: string, refs: (string | undefined)[]): Promise<void> {
+    const wanted = refs.filter((r): r is string => r !== undefined);
+    if (wanted.length === 0 || ROLE_SCOPES.every((s) => caller.scopes.has(s))) return;
+    const roles = await this.findAll(organizationId, wanted);
+    RolesService.assertGrantable(caller, [...roles.values()].flatMap((r) => r.permissions));
+  }
+
+  /** 403 AUTH_INSUFFICIENT_SCOPE when `permissions` include API scopes the caller lacks. */
+  static assertGrantable(caller: AuthContext, permissions: string[]): void {
+    const beyond = [...new Set(permissions.filter((p) => isApiScope(p) && !caller.scopes.has(p)))].sort();
+    if (beyond.length > 0) {
+      throw new AppException('AUTH_INSUFFICIENT_SCOPE', 'You cannot grant API scopes you do not hold', { details: { scopes: beyond } });
+    }
   }
 
   /** 422 INVALID_ROLE naming the references that match no role of the organization. */

@@ -138,7 +138,8 @@ export class UserLoginService {
     return token;
   }
 
+  /** The token's scopes: the user's roles' permissions, never `platform:admin` (an operator's scope, not a role's). */
   private permissionsOf(user: UserRecord): string[] {
-    return [...new Set((user.roles ?? []).flatMap((r) => r.permissions))].sort();
+    return [...new Set((user.roles ?? []).flatMap((r) => r.permissions))].filter((p) => p !== 'platform:admin').sort();
   }
 }

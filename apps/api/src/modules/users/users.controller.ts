@@ -16,6 +16,7 @@ import {
 import { AccountTokensService } from './account-tokens.service';
 import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
+import { RolesService } from '../roles/roles.service';
 
 const IF_MATCH_HEADER = {
   name: 'If-Match',
@@ -30,6 +31,7 @@ export class UsersController {
   constructor(
     private readonly users: UsersService,
     private readonly accountTokens: AccountTokensService,
+    private readonly roles: RolesService,
   ) {}
 
   @Get()
@@ -69,6 +71,7 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    await this.roles.assertAssignable(auth, auth.organizationId, [body.role]);
     const user = await this.users.create(auth.organizationId, body);
     void reply.header('ETag', etagOf(user)).header('Location', `/v2/users/${user.id}`);
     return mapUserDetail(user);
@@ -79,6 +82,7 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
   async bulk(@CurrentAuth() auth: AuthContext, @Body() body: BulkCreateUsersDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    await this.roles.assertAssignable(auth, auth.organizationId, body.users.map((u) => (typeof (u as { role?: unknown })?.role === 'string' ? (u as { role: string }).role : undefined)));
     const { status, body: result } = await this.users.bulkCreate(auth.organizationId, body);
     void reply.status(status);
     return result;
@@ -110,6 +114,7 @@ export class UsersController {
   }
 
   private async doUpdate(auth: AuthContext, id: string, body: UpdateUserDto, ifMatch: string | undefined, reply: FastifyReply) {
+    await this.roles.assertAssignable(auth, auth.organizationId, ['role' in body ? body.role : undefined]);
     const user = await this.users.update(auth.organizationId, id, body, ifMatch);
     void reply.header('ETag', etagOf(user));
     return mapUserDetail(user);
@@ -138,6 +143,7 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Assign more roles (names or ids); publishes user.role_changed' })
   async addRoles(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: AssignRolesDto) {
+    await this.roles.assertAssignable(auth, auth.organizationId, body.roles);
     return mapUserDetail(await this.users.addRoles(auth.organizationId, id, body.roles));
   }
 
