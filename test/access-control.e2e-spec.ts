@@ -41,6 +41,19 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     await t.http().get(`/v2/roles/${userRole.id}`).set(as(basic.token)).expect(404);
   });
 
+  it('null for a role field is 422 VALIDATION_ERROR, never a 500, and changes nothing', async () => {
+    const pro = await org('professional');
+    const role = (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'nullable', permissions: ['user:read'] }).expect(201)).body;
+    for (const body of [{ name: null }, { display_name: null }, { description: null }, { permissions: null }]) {
+      const res = await t.http().put(`/v2/roles/${role.id}`).set(as(pro.token)).send(body);
+      expect([body, res.status, res.body.error?.code]).toEqual([body, 422, 'VALIDATION_ERROR']);
+    }
+    const created = await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'nullable2', permissions: [], description: null });
+    expect(created.status).toBe(422);
+    const [row] = await t.sql<{ name: string; description: string; version: number }>('SELECT name, description, version FROM roles WHERE id = $1', [role.id]);
+    expect(row).toEqual({ name: 'nullable', description: '', version: 1 });
+  });
+
   it('custom roles: CRUD on professional, 403 PLAN_FEATURE_UNAVAILABLE on basic, 409 on a taken name', async () => {
     const basic = await org('basic');
     const refused = await t.http().post('/v2/roles').set(as(basic.token)).send({ name: 'auditor', permissions: ['user:read'] }).expect(403);

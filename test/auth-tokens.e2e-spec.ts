@@ -415,6 +415,21 @@ describe('Authentication: tokens, JWKS, revocation and API keys (CONTRACT ยง3, ย
   });
 
   describe('7. POST /auth/token input errors', () => {
+    it('an explicit null for a field is a 422 VALIDATION_ERROR, never a 500', async () => {
+      const bodies = [
+        { grant_type: 'password', organization_id: 'org_x', email: null, password: 'x' },
+        { grant_type: 'password', organization_id: null, email: 'a@example.com', password: 'x' },
+        { grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY, scope: null },
+        { grant_type: 'client_credentials', api_key: null },
+        { grant_type: null, api_key: TEST_BOOTSTRAP_KEY },
+      ];
+      for (const body of bodies) {
+        const res = await exchange(body);
+        expect([body, res.status]).toEqual([body, 422]);
+        expect(res.body.error.code).toBe('VALIDATION_ERROR');
+      }
+    });
+
     it('a wrong key and a malformed key get the same 401 AUTH_INVALID_CREDENTIALS body (no enumeration)', async () => {
       const wrong = await exchange({ grant_type: 'client_credentials', api_key: unknownKey() });
       const malformed = await exchange({ grant_type: 'client_credentials', api_key: 'not-a-key' });

@@ -94,6 +94,18 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
     expect(good.headers['idempotent-replayed']).toBeUndefined();
   });
 
+  it('a fail_on_error bulk answered 422 is a failure too: not remembered, so the corrected batch may reuse the key', async () => {
+    const bad = { users: [{ email: 'idem-bulk-1@example.com', first_name: 'A', last_name: 'B' }, { email: 'not-an-email', first_name: 'A', last_name: 'B' }], options: { fail_on_error: true } };
+    const rolledBack = await post('/users/bulk', bad, 'bulk-fix').expect(422);
+    expect(rolledBack.body.summary.successful).toBe(0);
+    expect(await stored('bulk-fix')).toHaveLength(0);
+    const good = { ...bad, users: [bad.users[0], { email: 'idem-bulk-2@example.com', first_name: 'A', last_name: 'B' }] };
+    const done = await post('/users/bulk', good, 'bulk-fix').expect(200);
+    expect(done.body.summary).toEqual({ total: 2, successful: 2, failed: 0 });
+    const replay = await post('/users/bulk', good, 'bulk-fix').expect(200);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+  });
+
   it('keys are per organization: another organization with the same key and body gets its own result', async () => {
     const org = (await post('/admin/organizations', { name: 'Second Idem', plan: 'professional' }, 'org-2').expect(201)).body;
     const other = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: org.api_key.key }).expect(200)).body.access_token;

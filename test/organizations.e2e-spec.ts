@@ -81,6 +81,27 @@ describe('Organizations, plans and API keys (CONTRACT §4, §5)', () => {
     }
   });
 
+  it('PATCH limits changes only the limits sent; null puts one back to the plan default; null for name or plan is 422', async () => {
+    const id = (await createOrg({ name: 'Tuned', plan: 'enterprise', limits: { requests_per_hour: 500, burst_per_second: 7, monthly_active_users: 40 } }).expect(201)).body.organization.id;
+    const patch = (body: Record<string, unknown>) => t.http().patch(`/v2/admin/organizations/${id}`).set('Authorization', `Bearer ${admin}`).send(body);
+    const one = await patch({ limits: { burst_per_second: 9 } }).expect(200);
+    expect(one.body.limits).toEqual({ monthly_active_users: 40, requests_per_hour: 500, burst_per_second: 9, concurrent_requests: 100 });
+    const reset = await patch({ limits: { requests_per_hour: null, monthly_active_users: null } }).expect(200);
+    expect(reset.body.limits).toEqual({ monthly_active_users: null, requests_per_hour: 100000, burst_per_second: 9, concurrent_requests: 100 });
+    const [row] = await t.sql<{ limits: Record<string, unknown> }>('SELECT limits FROM organizations WHERE id = $1', [id]);
+    expect(row!.limits).toEqual({ burst_per_second: 9 });
+    for (const body of [{ name: null }, { plan: null }, { limits: null }]) {
+      const res = await patch(body).expect(422);
+      expect(res.body.error.code).toBe('VALIDATION_ERROR');
+    }
+    // null on create means the default too, and the rate limiter counts against it.
+    const created = await createOrg({ name: 'Nulls', plan: 'enterprise', limits: { requests_per_hour: null } }).expect(201);
+    expect(created.body.organization.limits.requests_per_hour).toBe(100000);
+    const tok = await tokenFor(created.body.api_key.key);
+    const res = await t.http().get('/v2/roles').set('Authorization', `Bearer ${tok}`).expect(200);
+    expect(res.headers['x-ratelimit-limit']).toBe('100000');
+  });
+
   it('only platform:admin may administer organizations', async () => {
     const org = (await createOrg({ name: 'Tenant', plan: 'basic' }).expect(201)).body;
     const tenant = await tokenFor(org.api_key.key);

@@ -48,6 +48,19 @@ describe('Webhooks (CONTRACT §9, §10; seed §7.2)', () => {
     await t.http().delete(`/v2/webhooks/${res.body.id}`).set(auth()).expect(204);
   });
 
+  it('null for a field of a create or a change is 422 VALIDATION_ERROR, never a 500, and changes nothing', async () => {
+    const id = (await register({ url: receiver.url('/nulls'), events: ['user.created'] }).expect(201)).body.id as string;
+    for (const body of [{ events: null }, { url: null }, { active: null }, { secret: null }]) {
+      const res = await t.http().put(`/v2/webhooks/${id}`).set(auth()).send(body);
+      expect([body, res.status, res.body.error?.code]).toEqual([body, 422, 'VALIDATION_ERROR']);
+    }
+    const res = await register({ url: receiver.url('/nulls2'), events: ['user.created'], secret: null });
+    expect(res.status).toBe(422);
+    const [row] = await t.sql<{ events: string[]; active: boolean }>('SELECT events, active FROM webhooks WHERE id = $1', [id]);
+    expect(row).toEqual({ events: ['user.created'], active: true });
+    await t.http().delete(`/v2/webhooks/${id}`).set(auth()).expect(204);
+  });
+
   it('refuses internal addresses and other schemes with 422 INVALID_WEBHOOK_URL', async () => {
     for (const url of [
       'http://169.254.169.254/latest/meta-data',

@@ -60,7 +60,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
       (async () => {
         try {
           const body = await lastValueFrom(next.handle(), { defaultValue: undefined });
-          await this.records.complete(org, key, reply.statusCode, withoutPaths(body, omits));
+          // An error answered without throwing (a rolled-back all-or-nothing bulk is a 422) is a
+          // failure too: forgotten, so that the corrected request may use the same key.
+          if (reply.statusCode >= 400) await this.records.release(org, key);
+          else await this.records.complete(org, key, reply.statusCode, withoutPaths(body, omits));
           return body;
         } catch (error) {
           await this.records.release(org, key);

@@ -80,7 +80,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
     const plan = changes.plan ?? org.plan;
     if (changes.limits) this.assertCustomLimitsAllowed(plan);
     // Moving off enterprise drops custom limits: other plans have fixed ones.
-    const limits = PLAN_DEFINITIONS[plan].customLimits ? { ...org.limits, ...(changes.limits ?? {}) } : {};
+    const limits = PLAN_DEFINITIONS[plan].customLimits ? mergeLimits(org.limits, changes.limits) : {};
     const written = await this.transactions.run((manager) =>
       this.organizations.update(manager, id, { name: changes.name ?? org.name, plan, limits }, expected),
     );
@@ -124,7 +124,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
       id: newId('org'),
       name,
       plan,
-      limits: limits ?? {},
+      limits: mergeLimits({}, limits),
       createdAt: now,
       updatedAt: now,
       version: 1,
@@ -143,4 +143,17 @@ export class OrganizationsService implements OnApplicationBootstrap {
       });
     }
   }
+}
+
+/**
+ * Custom limits after a change: a limit left out keeps its value, one set to null goes back to the
+ * plan's default (for monthly active users on enterprise: unlimited), a number replaces it.
+ */
+function mergeLimits(current: Partial<PlanLimits>, changes: Partial<Record<keyof PlanLimits, number | null>> | undefined): Partial<PlanLimits> {
+  const merged: Partial<Record<keyof PlanLimits, number | null>> = { ...current };
+  for (const [key, value] of Object.entries(changes ?? {}) as [keyof PlanLimits, number | null | undefined][]) {
+    if (value === null) delete merged[key];
+    else if (value !== undefined) merged[key] = value;
+  }
+  return merged as Partial<PlanLimits>;
 }

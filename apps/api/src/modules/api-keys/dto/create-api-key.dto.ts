@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { API_SCOPES } from '@app/common';
-import { ArrayMaxSize, IsArray, IsDefined, IsIn, IsOptional, IsString, Length } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsDefined, IsIn, IsString, Length } from 'class-validator';
+import { IsOmittable } from '@app/common';
 
 export class CreateApiKeyDto {
   @ApiProperty({ example: 'billing-service' })
@@ -14,7 +15,7 @@ export class CreateApiKeyDto {
     isArray: true,
     description: 'Defaults to every scope except platform:admin. A key can never get a scope its creator lacks.',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMaxSize(API_SCOPES.length)
   @IsIn(API_SCOPES, { each: true })

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsDefined, IsIn, IsOptional, IsString, Length, MaxLength } from 'class-validator';
+import { IsDefined, IsIn, IsString, Length, MaxLength } from 'class-validator';
+import { IsOmittable } from '@app/common';
 
 export const GRANT_TYPES = ['client_credentials', 'password', 'refresh_token'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
@@ -12,37 +13,37 @@ export class TokenRequestDto {
   grant_type!: GrantType;
 
   @ApiPropertyOptional({ description: 'client_credentials: the API key', example: 'sk_live_…' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(200)
   api_key?: string;
 
   @ApiPropertyOptional({ description: 'password: the organization of the end user', example: 'org_…' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(100)
   organization_id?: string;
 
   @ApiPropertyOptional({ description: 'password: the end user\'s email' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(254)
   email?: string;
 
   @ApiPropertyOptional({ description: 'password: the end user\'s password' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(256)
   password?: string;
 
   @ApiPropertyOptional({ description: 'refresh_token: the refresh token to rotate' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(200)
   refresh_token?: string;
 
   @ApiPropertyOptional({ description: 'Space-separated scopes to narrow the token to', example: 'user:read user:write' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(1000)
   scope?: string;
@@ -50,7 +51,7 @@ export class TokenRequestDto {
 
 export class RevokeRequestDto {
   @ApiPropertyOptional({ description: 'The token to revoke; defaults to the bearer token of the request' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(8192)
   token?: string;

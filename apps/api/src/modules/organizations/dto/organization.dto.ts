@@ -1,31 +1,32 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsDefined, IsIn, IsInt, IsOptional, IsString, Length, Max, Min, ValidateNested } from 'class-validator';
+import { IsOmittable } from '@app/common';
 import { PLANS, Plan } from '../plans';
 
 export class OrganizationLimitsDto {
-  @ApiPropertyOptional({ minimum: 1 })
+  @ApiPropertyOptional({ minimum: 1, description: 'null: back to the plan\'s default' })
   @IsOptional()
   @IsInt()
   @Min(1)
   @Max(1_000_000_000)
   requests_per_hour?: number;
 
-  @ApiPropertyOptional({ minimum: 1 })
+  @ApiPropertyOptional({ minimum: 1, description: 'null: back to the plan\'s default' })
   @IsOptional()
   @IsInt()
   @Min(1)
   @Max(1_000_000)
   burst_per_second?: number;
 
-  @ApiPropertyOptional({ minimum: 1 })
+  @ApiPropertyOptional({ minimum: 1, description: 'null: back to the plan\'s default' })
   @IsOptional()
   @IsInt()
   @Min(1)
   @Max(100_000)
   concurrent_requests?: number;
 
-  @ApiPropertyOptional({ minimum: 1, description: 'Omit for unlimited' })
+  @ApiPropertyOptional({ minimum: 1, description: 'Omit (or null) for unlimited' })
   @IsOptional()
   @IsInt()
   @Min(1)
@@ -46,7 +47,7 @@ export class CreateOrganizationDto {
   plan!: Plan;
 
   @ApiPropertyOptional({ type: OrganizationLimitsDto, description: 'Enterprise only: custom limits' })
-  @IsOptional()
+  @IsOmittable()
   @ValidateNested()
   @Type(() => OrganizationLimitsDto)
   limits?: OrganizationLimitsDto;
@@ -54,18 +55,18 @@ export class CreateOrganizationDto {
 
 export class UpdateOrganizationDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 200)
   name?: string;
 
   @ApiPropertyOptional({ enum: PLANS })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(PLANS)
   plan?: Plan;
 
   @ApiPropertyOptional({ type: OrganizationLimitsDto })
-  @IsOptional()
+  @IsOmittable()
   @ValidateNested()
   @Type(() => OrganizationLimitsDto)
   limits?: OrganizationLimitsDto;

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsDefined, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsDefined, IsString, Length, Matches, MaxLength } from 'class-validator';
+import { IsOmittable } from '@app/common';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const PERMISSION = /^[A-Za-z0-9_.:*-]{1,100}$/;
@@ -12,13 +13,13 @@ export class CreateRoleDto {
   name!: string;
 
   @ApiPropertyOptional({ example: 'Billing manager' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 200)
   display_name?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(1000)
   description?: string;
@@ -34,25 +35,25 @@ export class CreateRoleDto {
 
 export class UpdateRoleDto {
   @ApiPropertyOptional({ description: 'Built-in roles cannot be renamed' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Matches(SLUG, { message: 'must be a slug of [a-z0-9_-] (1-63 characters)' })
   name?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 200)
   display_name?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(1000)
   description?: string;
 
   @ApiPropertyOptional({ description: 'Replaces the permissions; every holder is affected at once (their next token)' })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMaxSize(200)
   @IsString({ each: true })

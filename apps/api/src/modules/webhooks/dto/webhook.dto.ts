@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { OffsetPaginationQuery } from '@app/common';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsString, Matches, MaxLength } from 'class-validator';
+import { IsOmittable } from '@app/common';
 
 export const WEBHOOK_EVENTS = ['user.created', 'user.updated', 'user.deleted', 'user.login', 'user.role_changed', '*'] as const;
 /** whsec_ + base64 of 24 to 64 bytes. */
@@ -22,26 +23,26 @@ export class CreateWebhookDto {
   events!: string[];
 
   @ApiPropertyOptional({ description: 'whsec_ + base64 of 24-64 random bytes; generated when omitted. Shown in the creation response only.' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Matches(SECRET, { message: 'must be whsec_ followed by base64 of 24 to 64 bytes' })
   secret?: string;
 
   @ApiPropertyOptional({ default: true })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   active?: boolean;
 }
 
 export class UpdateWebhookDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(2048)
   url?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(6)
@@ -49,13 +50,13 @@ export class UpdateWebhookDto {
   events?: string[];
 
   @ApiPropertyOptional({ description: 'Replaces the signing secret (never shown again)' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Matches(SECRET, { message: 'must be whsec_ followed by base64 of 24 to 64 bytes' })
   secret?: string;
 
   @ApiPropertyOptional({ description: 'true re-enables a disabled endpoint' })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   active?: boolean;
 }
