@@ -196,6 +196,10 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     expect(refused.body.error.code).toBe('QUOTA_EXCEEDED');
     // A user already active this month may still log in.
     await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: first.email, password }).expect(200);
+    // Deleting a user for good does not give their place back this month.
+    await t.http().delete(`/v2/users/${first.id}`).set(as(ent.token)).expect(200);
+    const still = await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'a', last_name: 'b' }).expect(403);
+    expect(still.body.error.code).toBe('QUOTA_EXCEEDED');
   });
 
   it('the monthly-active-users limit holds under concurrency: creates, bulk items and fail_on_error bulks at once never pass it', async () => {

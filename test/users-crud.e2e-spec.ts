@@ -204,6 +204,25 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     await create(newUser({ email: hard.email })).expect(201);
   });
 
+  it('restore brings a user back with the status it had; a soft-deleted user can be deleted for good; If-Match guards the permanent delete', async () => {
+    const user = (await create(newUser()).expect(201)).body;
+    await t.http().put(`/v2/users/${user.id}`).set(auth()).send({ status: 'suspended' }).expect(200);
+    await t.http().delete(`/v2/users/${user.id}?soft_delete=true`).set(auth()).expect(200);
+    const restored = await t.http().post(`/v2/users/${user.id}/restore`).set(auth()).expect(200);
+    expect(restored.body.status).toBe('suspended');
+    expect((await t.sql<{ status_before_delete: string | null }>('SELECT status_before_delete FROM users WHERE id = $1', [user.id]))[0]!.status_before_delete).toBeNull();
+
+    await t.http().delete(`/v2/users/${user.id}?soft_delete=true`).set(auth()).expect(200);
+    // Soft-deleting it again: it is already gone from view.
+    await t.http().delete(`/v2/users/${user.id}?soft_delete=true`).set(auth()).expect(404);
+    const shown = await t.http().get(`/v2/users/${user.id}?include_deleted=true`).set(auth()).expect(200);
+    const stale = await t.http().delete(`/v2/users/${user.id}`).set(auth()).set('If-Match', `"${user.id}.v1"`).expect(409);
+    expect(stale.body.error.code).toBe('CONCURRENT_UPDATE');
+    await t.http().delete(`/v2/users/${user.id}`).set(auth()).set('If-Match', shown.headers.etag).expect(200);
+    expect(await t.sql('SELECT 1 FROM users WHERE id = $1', [user.id])).toHaveLength(0);
+    await create(newUser({ email: user.email })).expect(201);
+  });
+
   it('assigns and removes extra roles; GET shows them and their permissions', async () => {
     const user = (await create(newUser()).expect(201)).body;
     const added = await t.http().post(`/v2/users/${user.id}/roles`).set(auth()).send({ roles: ['moderator'] }).expect(200);

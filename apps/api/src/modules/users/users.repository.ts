@@ -26,6 +26,8 @@ export interface UserRecord {
   created_at: Date;
   updated_at: Date;
   deleted_at: Date | null;
+  /** While soft-deleted: the status a restore brings back. */
+  status_before_delete?: string | null;
   roles?: RoleSummary[];
 }
 
@@ -366,12 +368,18 @@ export class UsersRepository {
     return { user: user as UserRecord, changed, written };
   }
 
-  async delete(manager: Queryable, organizationId: string, id: string): Promise<boolean> {
-    const result: [unknown[], number] = await manager.query(`DELETE FROM users WHERE organization_id = $1 AND id = $2`, [organizationId, id]);
+  /** Deletes the user for good (with `expectedVersion`, only that version); false when no row matched. */
+  async delete(manager: Queryable, organizationId: string, id: string, expectedVersion?: number): Promise<boolean> {
+    const result: [unknown[], number] = await manager.query(
+      `DELETE FROM users WHERE organization_id = $1 AND id = $2 AND ($3::int IS NULL OR version = $3)`,
+      [organizationId, id, expectedVersion ?? null],
+    );
+    if (result[1] === 0) return false;
     await manager.query(`DELETE FROM user_roles WHERE organization_id = $1 AND user_id = $2`, [organizationId, id]);
     await manager.query(`DELETE FROM refresh_tokens WHERE organization_id = $1 AND user_id = $2`, [organizationId, id]);
-    await manager.query(`DELETE FROM user_activity_months WHERE organization_id = $1 AND user_id = $2`, [organizationId, id]);
-    return result[1] > 0;
+    // The monthly-activity rows stay (they hold only the id): a user created or active this month
+    // still counts towards the plan's monthly active users after being deleted (CONTRACT §5).
+    return true;
   }
 
   async addRoles(manager: Queryable, organizationId: string, userId: string, roleIds: string[]): Promise<void> {

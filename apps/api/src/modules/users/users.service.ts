@@ -267,14 +267,18 @@ export class UsersService {
     if (changes.status === 'suspended' || changes.status === 'inactive') await this.denylist.revokeSubject(id, organizationId);
   }
 
+  /**
+   * Soft delete (the user keeps their data and email, and remembers their status for a restore), or
+   * permanent delete, which also takes a soft-deleted user away for good.
+   */
   async delete(organizationId: string, id: string, soft: boolean, ifMatch?: string): Promise<{ deleted_at: string }> {
-    const current = await this.get(organizationId, id);
+    const current = await this.get(organizationId, id, { includeDeleted: !soft });
     const expectedVersion = this.expectedVersion(current, ifMatch);
     const deletedAt = new Date();
     await this.write(organizationId, async (manager) => {
       const done = soft
-        ? await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt }, expectedVersion)
-        : await this.users.delete(manager, organizationId, id);
+        ? await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, expectedVersion)
+        : await this.users.delete(manager, organizationId, id, expectedVersion);
       if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
       await this.events.publish(manager, organizationId, 'user.deleted', {
         user: { id, email: current.email },
@@ -290,7 +294,8 @@ export class UsersService {
     const current = await this.get(organizationId, id, { includeDeleted: true });
     if (!current.deleted_at) return current;
     return this.write(organizationId, async (manager) => {
-      await this.users.update(manager, organizationId, id, { status: 'active', deleted_at: null });
+      // Back to the status it had: a suspended user comes back suspended.
+      await this.users.update(manager, organizationId, id, { status: current.status_before_delete ?? 'active', deleted_at: null, status_before_delete: null });
       const user = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(user), changes: ['status'] });
       return user;

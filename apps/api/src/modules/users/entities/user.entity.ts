@@ -70,6 +70,10 @@ export class UserEntity {
 
   @Column('timestamp with time zone', { nullable: true })
   deletedAt!: Date | null;
+
+  /** While soft-deleted: the status to restore. */
+  @Column('text', { nullable: true })
+  statusBeforeDelete!: string | null;
 }
 
 /** Roles beyond the primary one. */
