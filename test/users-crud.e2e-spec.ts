@@ -371,6 +371,26 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       await t.http().get('/v2/users/me').set('Authorization', `Bearer ${first.access_token}`).expect(401);
     });
 
+    it('POST /auth/revoke with a refresh token ends its session (logout): refresh and access tokens of that session stop, others live on', async () => {
+      const session = (await login(password).expect(200)).body;
+      const other = (await login(password).expect(200)).body;
+      const me = (bearer: string) => t.http().get('/v2/users/me').set('Authorization', `Bearer ${bearer}`);
+      const res = await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${session.access_token}`).send({ token: session.refresh_token }).expect(200);
+      expect(res.body).toEqual({ revoked: true });
+      const refreshed = await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: session.refresh_token }).expect(401);
+      expect(refreshed.body.error.code).toBe('AUTH_TOKEN_INVALID');
+      await me(session.access_token).expect(401);
+      await me(other.access_token).expect(200);
+      await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: other.refresh_token }).expect(200);
+      // Another organization's caller cannot end this organization's sessions; unknown tokens are a quiet no-op.
+      const third = (await login(password).expect(200)).body;
+      const foreignOrg = await t.http().post('/v2/admin/organizations').set(auth()).send({ name: 'Elsewhere', plan: 'basic' }).expect(201);
+      const foreign = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: foreignOrg.body.api_key.key }).expect(200)).body.access_token;
+      await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${foreign}`).send({ token: third.refresh_token }).expect(200);
+      await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${foreign}`).send({ token: 'rt_unknown' }).expect(200);
+      await me(third.access_token).expect(200);
+    });
+
     it('suspended users cannot log in and their tokens stop working', async () => {
       const user = (await create({ ...newUser(), password }).expect(201)).body;
       const session = (await login(password, user.email).expect(200)).body;

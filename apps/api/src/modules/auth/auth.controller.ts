@@ -77,7 +77,10 @@ export class AuthController {
   @Post('revoke')
   @HttpCode(200)
   @ApiBearerAuth()
-  @ApiOperation({ summary: 'Revoke the bearer token, or `token` from the body (same organization); effective at once' })
+  @ApiOperation({
+    summary: 'Revoke the bearer token, or `token` from the body (same organization); effective at once',
+    description: 'A refresh token (`rt_…`) in `token` ends its whole session: its refresh tokens and the access tokens issued in it (RFC 7009). An unknown or foreign token is answered the same way and changes nothing.',
+  })
   async revoke(@CurrentAuth() auth: AuthContext, @Body() body: RevokeRequestDto) {
     await this.auth.revoke(auth, body.token);
     return { revoked: true };

@@ -54,9 +54,14 @@ export class AuthService {
     return issued;
   }
 
-  /** Revokes the bearer token, or another token of the same organization given in the body. */
+  /**
+   * Revokes the bearer token, or another token of the same organization given in the body: an
+   * access token, or a refresh token (`rt_…`), which ends its whole session (RFC 7009 §2.1: the
+   * session's refresh tokens and the access tokens issued in it stop working).
+   */
   async revoke(auth: AuthContext, token: string | undefined): Promise<void> {
     if (!token) return this.tokens.revoke(auth);
+    if (token.startsWith('rt_')) return this.logins.revokeRefreshToken(auth.organizationId, token);
     let target: AuthContext;
     try {
       target = await this.tokens.verify(token);

@@ -102,6 +102,22 @@ export class UserLoginService {
     return { user: signedIn, permissions: this.permissionsOf(signedIn), sessionId, refreshToken };
   }
 
+  /**
+   * Ends the session of a refresh token of this organization: its refresh tokens and the access
+   * tokens issued in it stop working at once. An unknown, foreign or spent token is left alone
+   * (RFC 7009: nothing to revoke, and nothing to tell).
+   */
+  async revokeRefreshToken(organizationId: string, presented: string): Promise<void> {
+    const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
+    const sessionId = await this.transactions.run(async (manager) => {
+      const row = await this.tokens.lockRefreshToken(manager, hash);
+      if (!row || row.organization_id !== organizationId) return undefined;
+      await this.tokens.revokeSession(manager, row.organization_id, row.session_id);
+      return row.session_id;
+    });
+    if (sessionId) await this.denylist.revokeSubject(sessionId, organizationId);
+  }
+
   /** Rotates a refresh token. Reuse of a spent one revokes the session, its refresh and access tokens. */
   async rotate(presented: string): Promise<LoggedInUser> {
     const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
