@@ -99,6 +99,25 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     expect(after).toEqual({ theme: 'dark', ...Object.fromEntries(keys.map((k) => [k, true])) });
   });
 
+  it('role assignment and restore answer the user\'s ETag; adding or removing a role is a new version; DELETE of a role honours If-Match', async () => {
+    const user = await t.http().post('/v2/users').set(auth()).send({ email: 'etag-roles@example.com', first_name: 'R', last_name: 'A' }).expect(201);
+    const id = user.body.id as string;
+    const v1 = user.headers.etag as string;
+    const added = await t.http().post(`/v2/users/${id}/roles`).set(auth()).send({ roles: ['moderator'] }).expect(200);
+    expect(added.headers.etag).toBe(`"${id}.v2"`);
+    // Assigning a role the user already has changes nothing, so no new version.
+    expect((await t.http().post(`/v2/users/${id}/roles`).set(auth()).send({ roles: ['moderator'] }).expect(200)).headers.etag).toBe(`"${id}.v2"`);
+    stale(await t.http().delete(`/v2/users/${id}/roles/moderator`).set(auth()).set('If-Match', v1));
+    expect((await t.http().get(`/v2/users/${id}`).set(auth()).expect(200)).body.roles.map((r: { name: string }) => r.name)).toContain('moderator');
+    const removed = await t.http().delete(`/v2/users/${id}/roles/moderator`).set(auth()).set('If-Match', added.headers.etag).expect(200);
+    expect(removed.headers.etag).toBe(`"${id}.v3"`);
+    expect((await t.http().get(`/v2/users/${id}`).set(auth()).expect(200)).headers.etag).toBe(removed.headers.etag);
+
+    await t.http().delete(`/v2/users/${id}?soft_delete=true`).set(auth()).expect(200);
+    const restored = await t.http().post(`/v2/users/${id}/restore`).set(auth()).expect(200);
+    expect(restored.headers.etag).toBe(`"${id}.v5"`);
+  });
+
   it('PUT /users/me honours If-Match', async () => {
     const email = 'etag-me@example.com';
     const password = 'Correct-Horse-9';

@@ -16,6 +16,7 @@ import {
 import { AccountTokensService } from './account-tokens.service';
 import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
+import type { UserRecord } from './users.repository';
 import { RolesService } from '../roles/roles.service';
 
 const IF_MATCH_HEADER = {
@@ -134,24 +135,31 @@ export class UsersController {
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Bring a soft-deleted user back' })
-  async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
-    return mapUserDetail(await this.users.restore(auth.organizationId, id));
+  async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withUserEtag(reply, await this.users.restore(auth.organizationId, id));
   }
 
   @Post(':id/roles')
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Assign more roles (names or ids); publishes user.role_changed' })
-  async addRoles(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: AssignRolesDto) {
+  async addRoles(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: AssignRolesDto, @Res({ passthrough: true }) reply: FastifyReply) {
     await this.roles.assertAssignable(auth, auth.organizationId, body.roles);
-    return mapUserDetail(await this.users.addRoles(auth.organizationId, id, body.roles));
+    return withUserEtag(reply, await this.users.addRoles(auth.organizationId, id, body.roles));
   }
 
   @Delete(':id/roles/:role')
   @Scopes('user:write')
+  @ApiHeader(IF_MATCH_HEADER)
   @ApiOperation({ summary: 'Remove a role (name or id) from the user' })
-  async removeRole(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Param('role') role: string) {
-    return mapUserDetail(await this.users.removeRole(auth.organizationId, id, role));
+  async removeRole(
+    @CurrentAuth() auth: AuthContext,
+    @Param('id') id: string,
+    @Param('role') role: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    return withUserEtag(reply, await this.users.removeRole(auth.organizationId, id, role, ifMatch));
   }
 
   @Post(':id/verification-email')
@@ -191,4 +199,10 @@ export class UsersController {
     void reply.header('ETag', etagOf(user));
     return user.preferences;
   }
+}
+
+/** The user in its detailed API shape, with its ETag on the response. */
+function withUserEtag(reply: FastifyReply, user: UserRecord) {
+  void reply.header('ETag', etagOf(user));
+  return mapUserDetail(user);
 }

@@ -303,18 +303,17 @@ export class UsersService {
   }
 
   async addRoles(organizationId: string, id: string, refs: string[]): Promise<UserRecord> {
-    const current = await this.get(organizationId, id);
+    await this.get(organizationId, id); // a missing user is 404 before an unknown role's 422
     const roles = await this.roles.resolve(organizationId, refs, 'roles');
-    return this.changeRoles(organizationId, current, (manager) =>
-      this.users.addRoles(manager, organizationId, id, roles.map((r) => r.id).filter((r) => r !== current.role_id)),
+    return this.changeRoles(organizationId, id, undefined, (manager, locked) =>
+      this.users.addRoles(manager, organizationId, id, roles.map((r) => r.id).filter((r) => r !== locked.role_id)),
     );
   }
 
-  async removeRole(organizationId: string, id: string, ref: string): Promise<UserRecord> {
-    const current = await this.get(organizationId, id);
-    const role = (current.roles ?? []).find((r) => r.id === ref || r.name === ref);
-    if (!role) throw new AppException('ROLE_NOT_FOUND', 'The user does not have this role');
-    return this.changeRoles(organizationId, current, async (manager) => {
+  async removeRole(organizationId: string, id: string, ref: string, ifMatch?: string): Promise<UserRecord> {
+    return this.changeRoles(organizationId, id, ifMatch, async (manager, current) => {
+      const role = (current.roles ?? []).find((r) => r.id === ref || r.name === ref);
+      if (!role) throw new AppException('ROLE_NOT_FOUND', 'The user does not have this role');
       if (role.id === current.role_id) {
         // Removing the primary role: the user keeps no primary role.
         await this.users.update(manager, organizationId, id, { role_id: null });
@@ -324,15 +323,25 @@ export class UsersService {
     });
   }
 
-  private async changeRoles(organizationId: string, current: UserRecord, change: (m: EntityManager) => Promise<void>): Promise<UserRecord> {
+  /**
+   * A change to a user's set of roles, on the user's locked row: with If-Match only if it names the
+   * current version; when the set changed, the user gets a new version (ETag) and user.role_changed.
+   */
+  private async changeRoles(organizationId: string, id: string, ifMatch: string | undefined, change: (m: EntityManager, current: UserRecord) => Promise<void>): Promise<UserRecord> {
     return this.write(organizationId, async (manager) => {
-      await change(manager);
-      const updated = (await this.users.findDetailed(organizationId, current.id, manager))!;
+      const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
+      if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
+      this.expectedVersion(current, ifMatch);
+      await change(manager, current);
       const before = (current.roles ?? []).map((r) => r.name);
+      let updated = (await this.users.findDetailed(organizationId, id, manager))!;
       const after = (updated.roles ?? []).map((r) => r.name);
-      if (before.join() !== after.join()) {
-        await this.events.publish(manager, organizationId, 'user.role_changed', { user: userSnapshot(updated), previous_roles: before, roles: after });
+      if (before.join() === after.join()) return updated;
+      if (updated.version === current.version) {
+        await this.users.update(manager, organizationId, id, {});
+        updated = (await this.users.findDetailed(organizationId, id, manager))!;
       }
+      await this.events.publish(manager, organizationId, 'user.role_changed', { user: userSnapshot(updated), previous_roles: before, roles: after });
       return updated;
     });
   }
