@@ -290,6 +290,23 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     const read = await t.http().get(`/v2/users/${user.id}/preferences`).set(auth()).expect(200);
     expect(read.body).toEqual(merged.body);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    // RFC 7396's own media type is accepted, with the same JSON checks.
+    const typed = await t.http()
+      .patch(`/v2/users/${user.id}/preferences`)
+      .set(auth())
+      .set('Content-Type', 'application/merge-patch+json')
+      .send(JSON.stringify({ language: null, theme: 'light' }))
+      .expect(200);
+    expect(typed.body).toEqual({ theme: 'light', notifications: { email: true, push: true } });
+    const poisoned = await t.http()
+      .patch(`/v2/users/${user.id}/preferences`)
+      .set(auth())
+      .set('Content-Type', 'application/merge-patch+json')
+      .send('{"__proto__": {"polluted": true}}')
+      .expect(400);
+    expect(poisoned.body.error.code).toBe('MALFORMED_REQUEST');
+    const broken = await t.http().patch(`/v2/users/${user.id}/preferences`).set(auth()).set('Content-Type', 'application/merge-patch+json').send('{nope').expect(400);
+    expect(broken.body.error.code).toBe('MALFORMED_REQUEST');
   });
 
   describe('end users: password login, refresh rotation, lockout, /users/me', () => {

@@ -36,7 +36,8 @@ export class ConfigValidationError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const BOOTSTRAP_KEY_FORMAT = /^sk_(live|test)_[A-Za-z0-9]{24,}$/;
+/** The format every API key has, the bootstrap one included (api-keys.service.ts authenticates the same). */
+const BOOTSTRAP_KEY_FORMAT = /^sk_(live|test)_[A-Za-z0-9]{24,128}$/;
 
 type Env = Record<string, string | undefined>;
 
@@ -101,7 +102,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   const bootstrapApiKey = str('BOOTSTRAP_API_KEY');
   if (bootstrapApiKey !== undefined && !BOOTSTRAP_KEY_FORMAT.test(bootstrapApiKey)) {
-    problems.push('BOOTSTRAP_API_KEY must match sk_(live|test)_[A-Za-z0-9]{24,}');
+    problems.push('BOOTSTRAP_API_KEY must match sk_(live|test)_[A-Za-z0-9]{24,128}');
   }
   const publicBaseUrl = url('PUBLIC_BASE_URL', ['http:', 'https:']) ?? `http://localhost:${port}`;
 

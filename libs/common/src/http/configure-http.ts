@@ -52,6 +52,9 @@ export function configureHttp(app: NestFastifyApplication, options: { docsUrl: s
   });
   // Only JSON bodies are accepted (contract §2); the SAML ACS registers its own form parser.
   fastify.removeContentTypeParser('text/plain');
+  // RFC 7396 clients send merge patches as application/merge-patch+json: the same JSON parser
+  // (prototype-poisoning checks, body limit) reads them.
+  fastify.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, fastify.getDefaultJsonParser('error', 'error'));
 
   const sunset = (request: { id: string }, reply: { status: (n: number) => { headers: (h: Record<string, string>) => { send: (b: unknown) => unknown } } }) => {
     const rendered = renderError(
