@@ -123,6 +123,15 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
       ent = await org('enterprise');
     });
 
+    it('a request refused for a missing scope is counted and carries the X-RateLimit-* headers too', async () => {
+      const reader = await narrowKey(['user:read']);
+      const before = await t.http().get('/v2/users').set(as(reader)).expect(200);
+      const refused = await t.http().get('/v2/webhooks').set(as(reader)).expect(403);
+      expect(refused.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      expect(refused.headers['x-ratelimit-limit']).toBe(before.headers['x-ratelimit-limit']);
+      expect(Number(refused.headers['x-ratelimit-remaining'])).toBe(Number(before.headers['x-ratelimit-remaining']) - 1);
+    });
+
     it('roles never carry platform:admin (422 RESERVED_PERMISSION), on create or update', async () => {
       const res = await t.http().post('/v2/roles').set(as(ent.token)).send({ name: 'operator', permissions: ['platform:admin'] }).expect(422);
       expect(res.body.error.details[0]).toMatchObject({ field: 'permissions', code: 'RESERVED_PERMISSION' });
