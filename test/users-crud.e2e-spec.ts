@@ -201,6 +201,12 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(gone.body.soft_delete).toBe(false);
     expect(await t.sql('SELECT 1 FROM users WHERE id = $1', [hard.id])).toHaveLength(0);
     await t.http().get(`/v2/users/${hard.id}?include_deleted=true`).set(auth()).expect(404);
+    // Its user.deleted event names the user by id only; a soft delete's also carries the email.
+    const deletions = await t.sql<{ data: { user: Record<string, unknown>; soft_delete: boolean } }>(
+      `SELECT data FROM outbox_events WHERE type = 'user.deleted' AND data->'user'->>'id' = ANY($1::text[]) ORDER BY seq`,
+      [[soft.id, hard.id]],
+    );
+    expect(deletions.map((d) => d.data.user)).toEqual([{ id: soft.id, email: soft.email }, { id: hard.id }]);
     await create(newUser({ email: hard.email })).expect(201);
   });
 

@@ -17,7 +17,8 @@ export interface UserEventSnapshot {
 export interface DomainEventMap {
   'user.created': { user: UserEventSnapshot; send_welcome_email?: boolean };
   'user.updated': { user: UserEventSnapshot; changes: string[] };
-  'user.deleted': { user: Pick<UserEventSnapshot, 'id' | 'email'>; soft_delete: boolean; deleted_at: string };
+  /** A permanent delete names the user by id only: their personal data is gone (CONTRACT §6). */
+  'user.deleted': { user: Pick<UserEventSnapshot, 'id'> & { email?: string }; soft_delete: boolean; deleted_at: string };
   'user.login': { user: UserEventSnapshot; method: 'password' | 'sso'; ip_address?: string; user_agent?: string };
   'user.role_changed': { user: UserEventSnapshot; previous_roles: string[]; roles: string[] };
   /** A transactional email to send; `sealed_link` is encrypted (it carries a single-use token). */

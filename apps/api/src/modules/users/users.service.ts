@@ -281,7 +281,7 @@ export class UsersService {
         : await this.users.delete(manager, organizationId, id, expectedVersion);
       if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
       await this.events.publish(manager, organizationId, 'user.deleted', {
-        user: { id, email: current.email },
+        user: soft ? { id, email: current.email } : { id },
         soft_delete: soft,
         deleted_at: deletedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
       });
