@@ -79,7 +79,6 @@ export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): vo
       )
       .build(),
   );
-  addIdempotencyHeader(document);
   SwaggerModule.setup('docs', app, document, {
     jsonDocumentUrl: 'openapi.json',
     yamlDocumentUrl: 'openapi/v2.1.yaml',
@@ -87,14 +86,3 @@ export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): vo
   });
 }
 
-/** Every authenticated POST outside /auth takes Idempotency-Key (see the description above). */
-function addIdempotencyHeader(document: ReturnType<typeof SwaggerModule.createDocument>): void {
-  for (const [path, item] of Object.entries(document.paths)) {
-    const post = item.post;
-    if (!post || path.includes('/auth/') || !post.security?.length) continue;
-    post.parameters = [
-      ...(post.parameters ?? []),
-      { name: 'Idempotency-Key', in: 'header', required: false, description: 'Do this POST at most once (24 h); see the API description', schema: { type: 'string', minLength: 1, maxLength: 255 } },
-    ];
-  }
-}

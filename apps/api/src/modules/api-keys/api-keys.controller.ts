@@ -4,7 +4,7 @@ import { AuthContext, CurrentAuth, Scopes } from '@app/common';
 import { mapApiKey, mapCreatedApiKey } from './api-keys.mapper';
 import { ApiKeysService } from './api-keys.service';
 import { CreateApiKeyDto } from './dto/create-api-key.dto';
-import { ReplayOmits } from '../idempotency/idempotency.decorators';
+import { Idempotent } from '../idempotency/idempotency.decorators';
 
 @ApiTags('API keys')
 @ApiBearerAuth()
@@ -21,7 +21,7 @@ export class ApiKeysController {
 
   @Post()
   @Scopes('apikey:manage')
-  @ReplayOmits('key')
+  @Idempotent({ replayOmits: ['key'] })
   @ApiOperation({ summary: 'Create an API key; `key` is shown in this response only' })
   @ApiCreatedResponse({ description: '`{id, name, key, scopes, created_at}`' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateApiKeyDto) {

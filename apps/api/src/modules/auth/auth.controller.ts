@@ -6,10 +6,8 @@ import { AuthService } from './auth.service';
 import { AccountTokensService } from '../users/account-tokens.service';
 import { ForgotPasswordDto, ResetPasswordDto, RevokeRequestDto, TokenRequestDto, VerifyEmailDto } from './dto/token-request.dto';
 import { SigningKeysService } from './signing-keys.service';
-import { WithoutIdempotency } from '../idempotency/idempotency.decorators';
 
 @ApiTags('Authentication')
-@WithoutIdempotency()
 @Controller('auth')
 export class AuthController {
   constructor(

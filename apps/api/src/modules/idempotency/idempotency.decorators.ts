@@ -1,16 +1,23 @@
-import { SetMetadata } from '@nestjs/common';
-
-export const IDEMPOTENCY_OPT_OUT = 'idempotency:opt-out';
-export const IDEMPOTENCY_REPLAY_OMITS = 'idempotency:replay-omits';
-
-/**
- * This POST ignores Idempotency-Key: the token endpoints, whose answers are credentials that are
- * never stored and whose retries OAuth clients handle themselves.
- */
-export const WithoutIdempotency = () => SetMetadata(IDEMPOTENCY_OPT_OUT, true);
+import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
+import { ApiHeader } from '@nestjs/swagger';
+import { IDEMPOTENCY_REPLAY_OMITS } from './idempotency.constants';
+import { IdempotencyInterceptor } from './idempotency.interceptor';
 
 /**
- * Fields of the response (dotted paths) that are shown once and never stored, such as a new API
- * key's secret: the remembered response leaves them out, so a replay answers without them.
+ * This POST honours Idempotency-Key (CONTRACT §2); every authenticated POST outside /auth carries
+ * it (a test reads the OpenAPI description to check). Per route, not global: requests that do not
+ * need it pay nothing for it. `replayOmits` names response fields (dotted paths) that are shown
+ * once, such as a new API key's secret: they are never stored, so a replay answers without them.
  */
-export const ReplayOmits = (...paths: string[]) => SetMetadata(IDEMPOTENCY_REPLAY_OMITS, paths);
+export function Idempotent(options: { replayOmits?: string[] } = {}) {
+  return applyDecorators(
+    UseInterceptors(IdempotencyInterceptor),
+    SetMetadata(IDEMPOTENCY_REPLAY_OMITS, options.replayOmits ?? []),
+    ApiHeader({
+      name: 'Idempotency-Key',
+      required: false,
+      description: 'Do this POST at most once (24 h); see the API description',
+      schema: { type: 'string', minLength: 1, maxLength: 255 },
+    }),
+  );
+}

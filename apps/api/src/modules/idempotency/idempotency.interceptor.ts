@@ -4,7 +4,7 @@ import { AppException, AuthenticatedRequest } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import { createHash } from 'node:crypto';
 import { from, lastValueFrom, Observable, of } from 'rxjs';
-import { IDEMPOTENCY_OPT_OUT, IDEMPOTENCY_REPLAY_OMITS } from './idempotency.decorators';
+import { IDEMPOTENCY_REPLAY_OMITS } from './idempotency.constants';
 import { IdempotencyRepository } from './idempotency.repository';
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
@@ -13,7 +13,7 @@ export const IDEMPOTENCY_TTL_HOURS = 24;
 const ABANDONED_AFTER_SECONDS = 120;
 
 /**
- * CONTRACT §2: an authenticated POST with an Idempotency-Key is done at most once per organization
+ * CONTRACT §2: an authenticated POST with an Idempotency-Key (routes marked @Idempotent()) is done at most once per organization
  * and key for 24 hours. A retry with the same method, path and body gets the first response again
  * (Idempotent-Replayed: true); the same key with another request is 422 IDEMPOTENCY_KEY_REUSED; a
  * retry while the first is still running is 409. Failed requests (4xx/5xx thrown) are not
@@ -29,10 +29,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const header = request.headers['idempotency-key'];
-    if (header === undefined || request.method !== 'POST' || !request.auth) return next.handle();
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(IDEMPOTENCY_OPT_OUT, targets)) return next.handle();
-    const omits = this.reflector.getAllAndOverride<string[] | undefined>(IDEMPOTENCY_REPLAY_OMITS, targets) ?? [];
+    if (header === undefined || !request.auth) return next.handle();
+    const omits = this.reflector.get<string[] | undefined>(IDEMPOTENCY_REPLAY_OMITS, context.getHandler()) ?? [];
     const reply = context.switchToHttp().getResponse<FastifyReply>();
     const key = Array.isArray(header) ? header[0]! : header;
     if (!KEY.test(key)) {

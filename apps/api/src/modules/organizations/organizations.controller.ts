@@ -6,7 +6,7 @@ import { mapCreatedApiKey } from '../api-keys/api-keys.mapper';
 import { CreateOrganizationDto, UpdateOrganizationDto } from './dto/organization.dto';
 import { mapOrganization } from './organizations.mapper';
 import { OrganizationsService } from './organizations.service';
-import { ReplayOmits } from '../idempotency/idempotency.decorators';
+import { Idempotent } from '../idempotency/idempotency.decorators';
 
 @ApiTags('Platform administration')
 @ApiBearerAuth()
@@ -16,7 +16,7 @@ export class OrganizationsController {
   constructor(private readonly organizations: OrganizationsService) {}
 
   @Post()
-  @ReplayOmits('api_key.key')
+  @Idempotent({ replayOmits: ['api_key.key'] })
   @ApiOperation({ summary: 'Create an organization and its first API key (shown once)' })
   @ApiCreatedResponse({ description: '`{organization: {id, name, plan, limits, created_at}, api_key: {id, name, key, scopes, created_at}}`' })
   async create(@Body() body: CreateOrganizationDto, @Res({ passthrough: true }) reply: FastifyReply) {

@@ -5,6 +5,7 @@ import type { FastifyReply } from 'fastify';
 import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
 import { RoleManagementService } from './role-management.service';
 import { mapRole } from './roles.mapper';
+import { Idempotent } from '../idempotency/idempotency.decorators';
 
 @ApiTags('Roles')
 @ApiBearerAuth()
@@ -20,6 +21,7 @@ export class RolesController {
   }
 
   @Post('roles')
+  @Idempotent()
   @Scopes('role:manage')
   @RequiresFeature('advanced_rbac')
   @ApiOperation({ summary: 'Create a custom role (professional and enterprise plans); 409 ROLE_ALREADY_EXISTS on a taken name' })

@@ -18,6 +18,7 @@ import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
 import type { UserRecord } from './users.repository';
 import { RolesService } from '../roles/roles.service';
+import { Idempotent } from '../idempotency/idempotency.decorators';
 
 const IF_MATCH_HEADER = {
   name: 'If-Match',
@@ -69,6 +70,7 @@ export class UsersController {
   }
 
   @Post()
+  @Idempotent()
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
@@ -79,6 +81,7 @@ export class UsersController {
   }
 
   @Post('bulk')
+  @Idempotent()
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
@@ -132,6 +135,7 @@ export class UsersController {
   }
 
   @Post(':id/restore')
+  @Idempotent()
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Bring a soft-deleted user back' })
@@ -140,6 +144,7 @@ export class UsersController {
   }
 
   @Post(':id/roles')
+  @Idempotent()
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Assign more roles (names or ids); publishes user.role_changed' })
@@ -163,6 +168,7 @@ export class UsersController {
   }
 
   @Post(':id/verification-email')
+  @Idempotent()
   @HttpCode(202)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Mail the user a single-use link (24 h) that POST /auth/verify-email redeems' })

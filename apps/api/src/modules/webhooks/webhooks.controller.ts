@@ -5,7 +5,7 @@ import type { FastifyReply } from 'fastify';
 import { CreateWebhookDto, DeliveriesQuery, UpdateWebhookDto } from './dto/webhook.dto';
 import { mapDelivery, mapWebhook } from './webhooks.mapper';
 import { WebhooksService } from './webhooks.service';
-import { ReplayOmits } from '../idempotency/idempotency.decorators';
+import { Idempotent } from '../idempotency/idempotency.decorators';
 
 @ApiTags('Webhooks')
 @ApiBearerAuth()
@@ -15,7 +15,7 @@ export class WebhooksController {
   constructor(private readonly webhooks: WebhooksService) {}
 
   @Post()
-  @ReplayOmits('secret')
+  @Idempotent({ replayOmits: ['secret'] })
   @ApiOperation({
     summary: 'Register an endpoint; `secret` appears in this response only',
     description:
@@ -65,6 +65,7 @@ export class WebhooksController {
   }
 
   @Post(':id/test')
+  @Idempotent()
   @HttpCode(202)
   @ApiOperation({ summary: 'Send a `webhook.test` ping' })
   async test(@CurrentAuth() auth: AuthContext, @Param('id') id: string) {
@@ -72,6 +73,7 @@ export class WebhooksController {
   }
 
   @Post(':id/deliveries/:deliveryId/retry')
+  @Idempotent()
   @HttpCode(202)
   @ApiOperation({ summary: 'Send a delivery again now' })
   async retry(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Param('deliveryId') deliveryId: string) {
