@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { bootstrapToken, createTestApp, TestApp } from '@app/testing';
 
 /**
  * CONTRACT §2: single-resource responses carry an ETag, and a PUT/PATCH/DELETE with a stale
@@ -16,7 +16,7 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    token = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200)).body.access_token;
+    token = await bootstrapToken(t);
   });
   afterAll(async () => {
     await t.close();

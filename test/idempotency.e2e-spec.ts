@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { bootstrapToken, createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
 import { IdempotencyPruner } from '../apps/api/src/modules/idempotency/idempotency-pruner';
 
 /**
@@ -16,8 +16,7 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    const res = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200);
-    token = res.body.access_token;
+    token = await bootstrapToken(t);
   });
   afterAll(async () => {
     await t.close();

@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { bootstrapToken, createTestApp, TestApp } from '@app/testing';
 import { Algorithm, hash } from '@node-rs/argon2';
 
 describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §6, §9)', () => {
@@ -15,8 +15,7 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
 
   beforeAll(async () => {
     t = await createTestApp();
-    const res = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY }).expect(200);
-    token = res.body.access_token;
+    token = await bootstrapToken(t);
   });
   afterAll(async () => {
     await t.close();

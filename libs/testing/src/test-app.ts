@@ -59,3 +59,10 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     },
   };
 }
+
+/** An access token for the bootstrap key (every scope): what most suites act as. */
+export async function bootstrapToken(t: TestApp): Promise<string> {
+  const res = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY });
+  if (res.status !== 200) throw new Error(`the bootstrap key's token request answered ${res.status}: ${res.text}`);
+  return res.body.access_token as string;
+}
