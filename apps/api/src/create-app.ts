@@ -2,7 +2,7 @@ import compress from '@fastify/compress';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
-import { configureHttp, requestIdFor } from '@app/common';
+import { clientErrorHandler, configureHttp, frameworkErrorHandler, MAX_PARAM_LENGTH, requestIdFor } from '@app/common';
 import { AppConfig } from '@app/config';
 import { Logger } from 'nestjs-pino';
 import helmet, { HelmetOptions } from 'helmet';
@@ -26,6 +26,10 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
     return503OnClosing: false,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // Errors raised before a request reaches the application answer in the same envelope.
+    maxParamLength: MAX_PARAM_LENGTH,
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     genReqId: (req: IncomingMessage) => {
       const id = requestIdFor(req);
       (req as IncomingMessage & { id: string }).id = id;

@@ -25,6 +25,15 @@ export function newId(prefix: string): string {
 }
 
 /**
+ * Whether `value` has the shape of an id with this prefix (`<prefix>_` and 1-64 of [a-z0-9]).
+ * Path ids are checked with it before any query: a malformed one is a 404 for its resource (CONTRACT
+ * §2) and never reaches SQL (a U+0000 in it would make PostgreSQL fail).
+ */
+export function isId(prefix: string, value: string): boolean {
+  return value.length <= prefix.length + 65 && value.startsWith(`${prefix}_`) && /^[a-z0-9]{1,64}$/.test(value.slice(prefix.length + 1));
+}
+
+/**
  * A bound for "ids made before `time`": every id newId(prefix) made earlier sorts below it (the
  * time part is fixed-width base 36, and digits sort before letters in every collation), so a
  * primary-key range finds old rows without an index on their creation time.

@@ -64,11 +64,11 @@ export class AppValidationPipe extends ValidationPipe {
       }
     }
     if ((metadata.type === 'body' || metadata.type === 'query') && value !== null && typeof value === 'object') {
-      const nulPath = findNulCharacter(value, '');
-      if (nulPath !== undefined) {
+      const problem = findUnstorableText(value);
+      if (problem !== undefined) {
         throw new AppException('VALIDATION_ERROR', 'The request contains invalid data', {
           status: metadata.type === 'query' ? 400 : 422,
-          details: [{ field: nulPath, issue: 'Strings must not contain U+0000', code: 'INVALID_CHARACTER' }],
+          details: [problem],
         });
       }
     }
@@ -142,14 +142,38 @@ function truncate(value: unknown): unknown {
   return value;
 }
 
-function findNulCharacter(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path || '(body)' : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
-  for (const [key, child] of Object.entries(value)) {
-    const childPath = path ? `${path}.${key}` : key;
-    if (key.includes('\u0000')) return childPath;
-    const found = findNulCharacter(child, childPath);
-    if (found !== undefined) return found;
+/** How deep a request's JSON may nest: far beyond any real metadata, well within every parser's stack. */
+export const MAX_JSON_DEPTH = 64;
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+
+/**
+ * The first thing in a request's JSON that cannot be stored as sent: U+0000 (PostgreSQL text
+ * cannot hold it), an unpaired UTF-16 surrogate (not Unicode: it would change on the way to UTF-8
+ * or be refused by jsonb), or nesting deeper than MAX_JSON_DEPTH. Walks without recursion, so a
+ * hostile body cannot exhaust the stack here.
+ */
+export function findUnstorableText(root: unknown): ErrorDetail | undefined {
+  const stack: { value: unknown; path: string; depth: number }[] = [{ value: root, path: '', depth: 0 }];
+  while (stack.length > 0) {
+    const { value, path, depth } = stack.pop()!;
+    const problem = typeof value === 'string' ? textProblem(value) : undefined;
+    if (problem) return { field: path || '(body)', ...problem };
+    if (value === null || typeof value !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH) {
+      return { field: path || '(body)', issue: `Nested deeper than ${MAX_JSON_DEPTH} levels`, code: 'TOO_DEEP' };
+    }
+    for (const key of Object.keys(value)) {
+      const childPath = path ? `${path}.${key}` : key;
+      const keyProblem = textProblem(key);
+      if (keyProblem) return { field: childPath, ...keyProblem };
+      stack.push({ value: (value as Record<string, unknown>)[key], path: childPath, depth: depth + 1 });
+    }
   }
+  return undefined;
+}
+
+function textProblem(text: string): { issue: string; code: string } | undefined {
+  if (text.includes('\u0000')) return { issue: 'Strings must not contain U+0000', code: 'INVALID_CHARACTER' };
+  if (UNPAIRED_SURROGATE.test(text)) return { issue: 'Strings must be valid Unicode (an unpaired surrogate was sent)', code: 'INVALID_CHARACTER' };
   return undefined;
 }

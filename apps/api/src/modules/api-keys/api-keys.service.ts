@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AppException, AuthContext, ROLE_SCOPES } from '@app/common';
 import { MasterKeyService } from '@app/config';
-import { newId } from '@app/events';
+import { isId, newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
 import { EntityManager } from 'typeorm';
 import { TokenDenylist } from '../auth/denylist/token-denylist.service';
@@ -100,13 +100,13 @@ export class ApiKeysService {
 
   /** Revokes a key: it can no longer obtain tokens, and the tokens it already obtained stop working at once. */
   async revoke(organizationId: string, id: string): Promise<void> {
-    const revoked = await this.keys.revoke(organizationId, id);
+    const revoked = isId('key', id) && (await this.keys.revoke(organizationId, id));
     if (!revoked) throw new AppException('API_KEY_NOT_FOUND', 'API key not found');
     await this.denylist.revokeSubject(id, organizationId);
   }
 
   async revokeAnywhere(id: string): Promise<string> {
-    const key = await this.keys.findAnyActive(id);
+    const key = isId('key', id) ? await this.keys.findAnyActive(id) : null;
     if (!key) throw new AppException('API_KEY_NOT_FOUND', 'API key not found');
     await this.revoke(key.organizationId, id);
     return key.organizationId;

@@ -3,7 +3,7 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import { API_SCOPES, AppException, expectedVersion, PlanFeature, staleIfMatch } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { TransactionRunner } from '@app/database';
-import { newId } from '@app/events';
+import { isId, newId } from '@app/events';
 import { EntityManager } from 'typeorm';
 import { ApiKeysService, DEFAULT_KEY_SCOPES } from '../api-keys/api-keys.service';
 import { ApiKeyEntity } from '../api-keys/entities/api-key.entity';
@@ -63,7 +63,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
   }
 
   async get(id: string): Promise<OrganizationEntity> {
-    const org = await this.organizations.findById(id);
+    const org = isId('org', id) ? await this.organizations.findById(id) : null;
     if (!org) throw new AppException('ORGANIZATION_NOT_FOUND', 'Organization not found');
     return org;
   }

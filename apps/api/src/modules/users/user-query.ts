@@ -1,4 +1,4 @@
-import { AppException, ErrorDetail } from '@app/common';
+import { AppException, ErrorDetail, findUnstorableText } from '@app/common';
 
 /**
  * Turns list and search parameters into parameterised SQL over `users u`. Field names, operators
@@ -94,15 +94,21 @@ function isClockTime(value: string): boolean {
   return Number(h) < 24 && Number(m) < 60 && Number(s ?? 0) < 60 && (!offset || (Number(offset[2]) < 24 && Number(offset[3]) < 60));
 }
 
+/** Years PostgreSQL and ISO strings agree on (year 0 and 10000+ are refused, not sent to SQL). */
+const inYearRange = (d: Date) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999;
+
 function parseDate(field: string, value: unknown): { from: string; to?: string } {
   if (typeof value === 'string' && DATE.test(value) && isCalendarDate(value)) {
     const from = new Date(`${value}T00:00:00Z`);
-    return { from: from.toISOString(), to: new Date(from.getTime() + 86_400_000).toISOString() };
+    const next = new Date(from.getTime() + 86_400_000);
+    // The last day there is ends at infinity, not at a year-10000 timestamp nothing can parse.
+    if (inYearRange(from)) return { from: from.toISOString(), to: inYearRange(next) ? next.toISOString() : 'infinity' };
   }
   if (typeof value === 'string' && DATETIME.test(value) && isCalendarDate(value.slice(0, 10)) && isClockTime(value) && !Number.isNaN(Date.parse(value))) {
-    return { from: new Date(value).toISOString() };
+    const at = new Date(value);
+    if (inYearRange(at)) return { from: at.toISOString() };
   }
-  throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp', value);
+  throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp, years 0001 to 9999', value);
 }
 
 /** Parses the `filters` JSON of GET /users/search into SQL conditions. Says exactly which part is wrong. */
@@ -116,6 +122,9 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
       details: [{ field: 'filters', issue: 'Not valid JSON', provided: raw.slice(0, 200), code: 'INVALID_FILTER' }],
     });
   }
+  // U+0000, unpaired surrogates and deep nesting only show once the JSON is parsed.
+  const unstorable = findUnstorableText(parsed);
+  if (unstorable) throw filterError(unstorable.field, unstorable.issue, undefined);
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new AppException('INVALID_FILTER', 'filters must be a JSON object', {
       details: [{ field: 'filters', issue: 'Expected an object', provided: parsed, code: 'INVALID_FILTER' }],

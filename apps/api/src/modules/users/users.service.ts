@@ -328,6 +328,7 @@ export class UsersService {
    * current version; when the set changed, the user gets a new version (ETag) and user.role_changed.
    */
   private async changeRoles(organizationId: string, id: string, ifMatch: string | undefined, change: (m: EntityManager, current: UserRecord) => Promise<void>): Promise<UserRecord> {
+    if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
     return this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');

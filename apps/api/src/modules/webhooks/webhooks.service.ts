@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AppException, expectedVersion, staleIfMatch } from '@app/common';
 import { MasterKeyService } from '@app/config';
-import { newId } from '@app/events';
+import { isId, newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
 import { CreateWebhookDto, UpdateWebhookDto } from './dto/webhook.dto';
 import { WebhookEntity } from './entities/webhook.entities';
@@ -101,7 +101,7 @@ export class WebhooksService {
 
   async retry(organizationId: string, id: string, deliveryId: string): Promise<void> {
     await this.get(organizationId, id);
-    const delivery = await this.repository.findDelivery(organizationId, id, deliveryId);
+    const delivery = isId('whd', deliveryId) ? await this.repository.findDelivery(organizationId, id, deliveryId) : undefined;
     if (!delivery) throw new AppException('NOT_FOUND', 'Delivery not found');
     await this.repository.requeue(organizationId, deliveryId);
     this.worker.kick();
