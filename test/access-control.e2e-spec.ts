@@ -172,6 +172,71 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
       expect(held.map((r) => r.name)).not.toContain('admin');
     });
 
+    it('the default role is checked too: a create without a role is refused when the default role carries a scope the caller lacks', async () => {
+      const org2 = await org('enterprise');
+      const userRole = (await t.http().get('/v2/roles').set(as(org2.token)).expect(200)).body.data.find((r: { name: string }) => r.name === 'user');
+      await t.http().put(`/v2/roles/${userRole.id}`).set(as(org2.token)).send({ permissions: [...userRole.permissions, 'webhook:manage'] }).expect(200);
+      const writer = token((await t.http().post('/v2/api-keys').set(as(org2.token)).send({ name: 'writer', scopes: ['user:read', 'user:write', 'role:manage'] }).expect(201)).body.key);
+      const res = await t.http().post('/v2/users').set(as(await writer)).send({ email: email(), first_name: 'd', last_name: 'r', password: 'a long enough password' }).expect(403);
+      expect(res.body.error.details).toEqual({ scopes: ['webhook:manage'] });
+      const bulk = await t.http().post('/v2/users/bulk').set(as(await writer)).send({ users: [{ email: email(), first_name: 'd', last_name: 'r' }] }).expect(403);
+      expect(bulk.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      expect(await t.sql('SELECT id FROM users WHERE organization_id = $1', [org2.id])).toHaveLength(0);
+    });
+
+    it('a demoted user loses the old scopes at once, and POST /auth/refresh renews only what the roles give now', async () => {
+      const password = 'a long enough password';
+      const u = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'd', last_name: 'm', password, role: 'admin' }).expect(201)).body;
+      const signIn = async () => (await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: u.email, password }).expect(200)).body;
+      const before = await signIn();
+      expect(before.scope.split(' ')).toContain('apikey:manage');
+      // Promotion does not revoke; demotion does.
+      await t.http().put(`/v2/users/${u.id}`).set(as(ent.token)).send({ role: 'user' }).expect(200);
+      const refused = await t.http().post('/v2/auth/refresh').set(as(before.access_token)).expect(401);
+      expect(refused.body.error.code).toBe('AUTH_TOKEN_INVALID');
+      await t.http().post('/v2/api-keys').set(as(before.access_token)).send({ name: 'sneaky' }).expect(401);
+      // A new sign-in, or the refresh token, gives the new scopes; /auth/refresh re-reads the roles.
+      const after = (await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: before.refresh_token }).expect(200)).body;
+      expect(after.scope.split(' ')).not.toContain('apikey:manage');
+      await t.http().post(`/v2/users/${u.id}/roles`).set(as(ent.token)).send({ roles: ['moderator'] }).expect(200);
+      const renewed = await t.http().post('/v2/auth/refresh').set(as(after.access_token)).expect(200);
+      expect(renewed.body.scope.split(' ')).toContain('user:write');
+      // Removing the role again revokes; deleting a role revokes its holders.
+      await t.http().delete(`/v2/users/${u.id}/roles/moderator`).set(as(ent.token)).expect(200);
+      await t.http().get('/v2/users').set(as(renewed.body.access_token)).expect(401);
+      const custom = (await t.http().post('/v2/roles').set(as(ent.token)).send({ name: 'readers', permissions: ['user:read'] }).expect(201)).body;
+      await t.http().post(`/v2/users/${u.id}/roles`).set(as(ent.token)).send({ roles: ['readers'] }).expect(200);
+      const reader = await signIn();
+      await t.http().get('/v2/users').set(as(reader.access_token)).expect(200);
+      await t.http().delete(`/v2/roles/${custom.id}`).set(as(ent.token)).expect(204);
+      await t.http().get('/v2/users').set(as(reader.access_token)).expect(401);
+    });
+
+    it('POST /auth/refresh ends with the session: after logout (refresh token revoked) or suspension it is 401', async () => {
+      const password = 'a long enough password';
+      const u = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 's', last_name: 'e', password }).expect(201)).body;
+      const s1 = (await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: u.email, password }).expect(200)).body;
+      const s2 = (await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: ent.id, email: u.email, password }).expect(200)).body;
+      await t.http().post('/v2/auth/revoke').set(as(ent.token)).send({ token: s1.refresh_token }).expect(200);
+      await t.http().post('/v2/auth/refresh').set(as(s1.access_token)).expect(401);
+      const ok = await t.http().post('/v2/auth/refresh').set(as(s2.access_token)).expect(200);
+      await t.sql("UPDATE users SET status = 'suspended' WHERE id = $1", [u.id]);
+      const res = await t.http().post('/v2/auth/refresh').set(as(ok.body.access_token)).expect(401);
+      expect(res.body.error.code).toBe('AUTH_TOKEN_INVALID');
+    });
+
+    it('a key manager cannot revoke a key wider than itself (403), only keys within its own scopes', async () => {
+      const manager = await narrowKey(['apikey:manage', 'user:read']);
+      const wide = (await t.http().post('/v2/api-keys').set(as(ent.token)).send({ name: 'wide' }).expect(201)).body;
+      const narrow = (await t.http().post('/v2/api-keys').set(as(ent.token)).send({ name: 'narrow', scopes: ['user:read'] }).expect(201)).body;
+      const res = await t.http().delete(`/v2/api-keys/${wide.id}`).set(as(manager)).expect(403);
+      expect(res.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      await token(wide.key);
+      await t.http().delete(`/v2/api-keys/${narrow.id}`).set(as(manager)).expect(204);
+      const gone = await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: narrow.key }).expect(401);
+      expect(gone.body.error.code).toBe('AUTH_INVALID_CREDENTIALS');
+    });
+
     it('a moderator signed in as an end user cannot make themselves admin', async () => {
       const password = 'a long enough password';
       const mod = (await t.http().post('/v2/users').set(as(ent.token)).send({ email: email(), first_name: 'm', last_name: 'o', password, role: 'moderator' }).expect(201)).body;

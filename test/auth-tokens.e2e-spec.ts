@@ -635,3 +635,38 @@ describe('Authentication: per-IP limit on failed POST /auth/token (AUTH_FAILURES
     expect((await t.http().get(PROTECTED_PATH).set('Authorization', `Bearer ${earlierToken}`)).status).toBe(200);
   });
 });
+
+describe('Authentication: password attempts sent all at once (AUTH_FAILURES_PER_IP=5)', () => {
+  let t: TestApp;
+  let orgId: string;
+  const password = 'the right password';
+  const emails: string[] = [];
+
+  beforeAll(async () => {
+    t = await createTestApp({ AUTH_FAILURES_PER_IP: '5' });
+    const token = (await t.http().post(TOKEN_PATH).send({ grant_type: 'client_credentials', api_key: TEST_BOOTSTRAP_KEY })).body.access_token as string;
+    for (let i = 0; i < 12; i++) {
+      const res = await t.http().post('/v2/users').set('Authorization', `Bearer ${token}`).send({ email: `burst${i}@example.com`, first_name: 'B', last_name: String(i), password });
+      emails.push(res.body.email as string);
+    }
+    orgId = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM users LIMIT 1'))[0]!.organization_id;
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('40 wrong passwords at once over 12 accounts from one address: at most 5 are checked, the rest are 429 unchecked; right ones are not counted', async () => {
+    const good = await t.http().post(TOKEN_PATH).send({ grant_type: 'password', organization_id: orgId, email: emails[0], password });
+    expect(good.status).toBe(200);
+    const attempts = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => t.http().post(TOKEN_PATH).send({ grant_type: 'password', organization_id: orgId, email: emails[i % 12], password: `wrong ${i}` })),
+    );
+    const statuses = attempts.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
+    expect(statuses.filter((s) => s === 401).length + statuses.filter((s) => s === 429).length).toBe(40);
+    for (const r of attempts.filter((x) => x.status === 429)) expect(['RATE_LIMIT_EXCEEDED', 'ACCOUNT_LOCKED']).toContain(r.body.error.code);
+    // The address is now blocked, even for a right password.
+    const blocked = await t.http().post(TOKEN_PATH).send({ grant_type: 'password', organization_id: orgId, email: emails[11], password });
+    expectError(blocked, 429, 'RATE_LIMIT_EXCEEDED');
+  });
+});

@@ -429,5 +429,23 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       expect(locked.body.error.retry_after).toBeGreaterThan(0);
       expect(locked.headers['retry-after']).toBeDefined();
     });
+
+    it('30 wrong passwords for one account at once: at most 5 are checked, the rest are refused unchecked, and the lock follows', async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      const attempts = await Promise.all(Array.from({ length: 30 }, (_, i) => login(`wrong password ${i}`, user.email)));
+      const statuses = attempts.map((r) => r.status);
+      expect(statuses.filter((s) => s === 401).length).toBeGreaterThanOrEqual(1);
+      expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
+      expect(statuses.filter((s) => s === 429).length).toBe(30 - statuses.filter((s) => s === 401).length);
+      for (const r of attempts.filter((x) => x.status === 429)) expect(r.body.error.code).toBe('ACCOUNT_LOCKED');
+    });
+
+    it('after a lock runs out, one attempt is checked again (a right password signs in)', async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      for (let i = 0; i < 5; i++) await login('nope nope nope', user.email).expect(401);
+      await login(password, user.email).expect(429);
+      await new Promise((r) => setTimeout(r, 1100)); // the first lock is 1 s
+      await login(password, user.email).expect(200);
+    });
   });
 });

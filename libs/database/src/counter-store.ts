@@ -17,6 +17,14 @@ end
 return {count, ttl}
 `;
 
+const EXTEND_SCRIPT = `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then
+  if ttl < 0 then redis.call('SET', KEYS[1], 1, 'PX', ARGV[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+end
+return 1
+`;
+
 /**
  * Fixed-window counters shared by every API instance through Redis when REDIS_URL is set, and kept
  * in process otherwise. A Redis failure falls back to the in-process window (fail open, logged):
@@ -55,6 +63,26 @@ export class CounterStore {
     }
     const state = this.memory.get(key);
     return state && state.resetAt > Date.now() ? state : undefined;
+  }
+
+  /**
+   * Makes `key` live for at least `ms` from now (creating it with count 1, or lengthening it; never
+   * shortening it): a lock that every further failure can extend.
+   */
+  async extend(key: string, ms: number): Promise<void> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        await client.eval(EXTEND_SCRIPT, 1, `ctr:${key}`, ms);
+        return;
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for counters; using in-process counters');
+      }
+    }
+    const now = Date.now();
+    const state = this.memory.get(key);
+    if (!state || state.resetAt <= now) this.memory.set(key, { count: 1, resetAt: now + ms });
+    else state.resetAt = Math.max(state.resetAt, now + ms);
   }
 
   async reset(key: string): Promise<void> {

@@ -15,6 +15,8 @@ for (const [net, prefix] of [
 ] as const) FORBIDDEN.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of [
   ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32], ['100::', 64],
+  // Local-use NAT64 (RFC 8215) and Teredo carry IPv4 addresses in ways that are not worth decoding.
+  ['64:ff9b:1::', 48], ['2001::', 32],
 ] as const) FORBIDDEN.addSubnet(net, prefix, 'ipv6');
 
 export function isForbiddenAddress(address: string): boolean {
@@ -22,15 +24,45 @@ export function isForbiddenAddress(address: string): boolean {
   const version = isIP(bare);
   if (version === 4) return FORBIDDEN.check(bare, 'ipv4');
   if (version !== 6) return true;
-  // IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) addresses carry an IPv4 address.
-  const embedded = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/i.exec(bare)?.[1];
-  if (embedded) return FORBIDDEN.check(embedded, 'ipv4');
-  const mappedHex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(bare);
-  if (mappedHex) {
-    const n = (parseInt(mappedHex[1]!, 16) << 16) | parseInt(mappedHex[2]!, 16);
-    return FORBIDDEN.check([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'), 'ipv4');
-  }
+  const embedded = embeddedIpv4(ipv6Bytes(bare));
+  if (embedded !== undefined && FORBIDDEN.check(embedded, 'ipv4')) return true;
   return FORBIDDEN.check(bare, 'ipv6');
+}
+
+/**
+ * The IPv4 address an IPv6 address carries, in whatever text form it was written: IPv4-mapped
+ * (::ffff:0:0/96), IPv4-translated (::ffff:0:0:0/96), IPv4-compatible (::/96), well-known NAT64
+ * (64:ff9b::/96) and 6to4 (2002::/16). A NAT64 gateway or a dual-stack socket would reach that
+ * IPv4 address, so it must pass the IPv4 rules too.
+ */
+function embeddedIpv4(b: number[]): string | undefined {
+  const zero = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
+  const v4 = (at: number) => b.slice(at, at + 4).join('.');
+  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) return v4(12);
+  if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && zero(10, 12)) return v4(12);
+  if (zero(0, 12)) return v4(12);
+  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return v4(12);
+  if (b[0] === 0x20 && b[1] === 0x02) return v4(2);
+  return undefined;
+}
+
+/** The 16 bytes of a valid IPv6 address (net.isIP said so), from any of its text forms. */
+function ipv6Bytes(address: string): number[] {
+  let text = address.split('%')[0]!.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b2, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b2).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? (text.split('::') as [string, string]) : [text, undefined];
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return all.flatMap((g) => {
+    const n = parseInt(g, 16);
+    return [n >> 8, n & 255];
+  });
 }
 
 export class OutboundGuard {

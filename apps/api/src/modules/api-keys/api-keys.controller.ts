@@ -35,6 +35,6 @@ export class ApiKeysController {
   @ApiOperation({ summary: 'Revoke an API key: it and every token it obtained stop working at once' })
   @ApiNoContentResponse()
   async revoke(@CurrentAuth() auth: AuthContext, @Param('id') id: string): Promise<void> {
-    await this.apiKeys.revoke(auth.organizationId, id);
+    await this.apiKeys.revokeFor(auth, id);
   }
 }

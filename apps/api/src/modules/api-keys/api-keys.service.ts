@@ -99,6 +99,21 @@ export class ApiKeysService {
   }
 
   /** Revokes a key: it can no longer obtain tokens, and the tokens it already obtained stop working at once. */
+  /**
+   * DELETE /api-keys/{id} for a caller: only a key of the caller's organization (404 otherwise), and
+   * only one whose scopes the caller holds, so a narrow key manager cannot take away the operators'
+   * platform:admin key (403 AUTH_INSUFFICIENT_SCOPE).
+   */
+  async revokeFor(caller: AuthContext, id: string): Promise<void> {
+    const key = isId('key', id) ? await this.keys.findAnyActive(id) : null;
+    if (!key || key.organizationId !== caller.organizationId) throw new AppException('API_KEY_NOT_FOUND', 'API key not found');
+    const beyond = key.scopes.filter((s) => !caller.scopes.has(s));
+    if (beyond.length > 0) {
+      throw new AppException('AUTH_INSUFFICIENT_SCOPE', 'You cannot revoke a key with scopes you do not hold', { details: { scopes: beyond } });
+    }
+    await this.revoke(caller.organizationId, id);
+  }
+
   async revoke(organizationId: string, id: string): Promise<void> {
     const revoked = isId('key', id) && (await this.keys.revoke(organizationId, id));
     if (!revoked) throw new AppException('API_KEY_NOT_FOUND', 'API key not found');

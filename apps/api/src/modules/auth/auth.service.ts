@@ -29,7 +29,7 @@ export class AuthService {
           return await this.clientCredentials(body);
         case 'password': {
           const { organization_id, email, password } = requireFields(body, ['organization_id', 'email', 'password'], 'password');
-          return await this.endUserTokens(await this.logins.loginWithPassword(organization_id, email, password, { ip, userAgent }));
+          return await this.passwordAttempt(ip, () => this.logins.loginWithPassword(organization_id, email, password, { ip, userAgent }));
         }
         case 'refresh_token': {
           const { refresh_token } = requireFields(body, ['refresh_token'], 'refresh_token');
@@ -37,7 +37,28 @@ export class AuthService {
         }
       }
     } catch (error) {
-      if (error instanceof AppException && error.code === 'AUTH_INVALID_CREDENTIALS') await this.recordFailure(ip);
+      const counted = body.grant_type === 'password'; // passwordAttempt counted it already
+      if (!counted && error instanceof AppException && error.code === 'AUTH_INVALID_CREDENTIALS') await this.recordFailure(ip);
+      throw error;
+    }
+  }
+
+  /**
+   * A password sign-in counts as a failure of its IP before the password is checked, and is taken
+   * back unless the credentials were wrong: attempts sent all at once are stopped at the limit
+   * instead of all being checked (a guessable secret, and argon2id's cost, make that matter here;
+   * API keys and refresh tokens are too long to guess and are counted after the fact).
+   */
+  private async passwordAttempt(ip: string, login: () => Promise<LoggedInUser>): Promise<TokenResponse> {
+    const window = this.config.authFailureWindowSeconds * 1000;
+    const state = await this.counters.increment(`authfail:${ip}`, window);
+    if (state.count > this.config.authFailuresPerIp) throw this.ipBlocked(state.resetAt);
+    try {
+      const tokens = await this.endUserTokens(await login());
+      await this.counters.increment(`authfail:${ip}`, window, -1);
+      return tokens;
+    } catch (error) {
+      if (!(error instanceof AppException && error.code === 'AUTH_INVALID_CREDENTIALS')) await this.counters.increment(`authfail:${ip}`, window, -1);
       throw error;
     }
   }
@@ -48,8 +69,14 @@ export class AuthService {
     return { ...issued, refresh_token: login.refreshToken };
   }
 
+  /**
+   * A new token for the bearer, which is revoked. An API key's token keeps its scopes (a key's
+   * scopes never change; a deleted key's tokens are already refused). An end user's gets their
+   * roles' permissions as they are now, and only while their session lives.
+   */
   async refresh(auth: AuthContext): Promise<TokenResponse> {
-    const issued = await this.tokens.issue(auth.organizationId, auth.subject, auth.scopes, auth.sessionId);
+    const scopes = auth.subjectType === 'user' ? await this.logins.currentScopes(auth.organizationId, auth.subject, auth.sessionId) : auth.scopes;
+    const issued = await this.tokens.issue(auth.organizationId, auth.subject, scopes, auth.sessionId);
     await this.tokens.revoke(auth);
     return issued;
   }
@@ -91,12 +118,12 @@ export class AuthService {
 
   private async assertIpNotBlocked(ip: string): Promise<void> {
     const state = await this.counters.get(`authfail:${ip}`);
-    if (state && state.count >= this.config.authFailuresPerIp) {
-      const retryAfter = Math.max(1, Math.ceil((state.resetAt - Date.now()) / 1000));
-      throw new AppException('RATE_LIMIT_EXCEEDED', 'Too many failed authentication attempts from this address', {
-        retryAfter,
-      });
-    }
+    if (state && state.count >= this.config.authFailuresPerIp) throw this.ipBlocked(state.resetAt);
+  }
+
+  private ipBlocked(resetAt: number): AppException {
+    const retryAfter = Math.max(1, Math.ceil((resetAt - Date.now()) / 1000));
+    return new AppException('RATE_LIMIT_EXCEEDED', 'Too many failed authentication attempts from this address', { retryAfter });
   }
 
   private async recordFailure(ip: string): Promise<void> {

@@ -26,6 +26,8 @@ interface TokenClaims {
   sub: string;
   jti: string;
   iat: number;
+  /** The issue time in milliseconds: a revocation and a token issued in the same second are told apart. */
+  iat_ms?: number;
   exp: number;
 }
 
@@ -43,8 +45,9 @@ export class TokenService {
   async issue(organizationId: string, subject: string, scopes: Iterable<string>, sessionId?: string): Promise<TokenResponse> {
     const { kid, privateKey } = await this.signingKeys.signingKey();
     const scope = [...new Set(scopes)].join(' ');
-    const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ org_id: organizationId, scope, ...(sessionId ? { sid: sessionId } : {}) })
+    const nowMs = Date.now();
+    const now = Math.floor(nowMs / 1000);
+    const token = await new SignJWT({ org_id: organizationId, scope, ...(sessionId ? { sid: sessionId } : {}), iat_ms: nowMs })
       .setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: 'JWT' })
       .setIssuer(this.config.jwtIssuer)
       .setAudience(this.config.jwtAudience)
@@ -60,7 +63,7 @@ export class TokenService {
   async verify(token: string): Promise<AuthContext> {
     const claims = await this.verifySignatureAndClaims(token);
     // Revocation is checked on every request, cached signature or not.
-    if (await this.denylist.isRevoked(claims.jti, claims.sub, claims.iat, claims.sid)) {
+    if (await this.denylist.isRevoked(claims.jti, claims.sub, issuedAtMs(claims), claims.sid)) {
       throw new AppException('AUTH_TOKEN_INVALID', 'The access token has been revoked');
     }
     return {
@@ -115,4 +118,10 @@ export class TokenService {
   async revoke(auth: Pick<AuthContext, 'tokenId' | 'organizationId' | 'expiresAt'>): Promise<void> {
     await this.denylist.revokeToken(auth.tokenId, auth.organizationId, auth.expiresAt);
   }
+}
+
+/** When the token was issued, in ms: `iat_ms` when it agrees with `iat` (our tokens), else `iat`'s second. */
+function issuedAtMs(claims: TokenClaims): number {
+  const ms = claims.iat_ms;
+  return typeof ms === 'number' && Math.floor(ms / 1000) === claims.iat ? ms : claims.iat * 1000;
 }

@@ -8,6 +8,7 @@ import { CreateRoleDto, UpdateRoleDto } from './dto/role.dto';
 import { RoleEntity } from './entities/role.entity';
 import { RolesRepository } from './roles.repository';
 import { RolesService } from './roles.service';
+import { TokenDenylist } from '../auth/denylist/token-denylist.service';
 
 const ROLE_ID = /^role_[a-z0-9]{1,64}$/;
 
@@ -19,6 +20,7 @@ export class RoleManagementService {
     private readonly users: UsersRepository,
     private readonly transactions: TransactionRunner,
     private readonly events: EventPublisher,
+    private readonly denylist: TokenDenylist,
   ) {}
 
   list(organizationId: string): Promise<RoleEntity[]> {
@@ -86,7 +88,7 @@ export class RoleManagementService {
         details: [{ field: 'id', issue: 'Built-in roles cannot be deleted', provided: id, code: 'SYSTEM_ROLE' }],
       });
     }
-    await this.transactions.run(async (manager) => {
+    const holders = await this.transactions.run(async (manager) => {
       const current = await this.roles.lockVersion(manager, organizationId, id);
       if (current === undefined) throw new AppException('ROLE_NOT_FOUND', 'Role not found');
       if (expected !== undefined && expected !== current) throw staleIfMatch('role');
@@ -102,7 +104,10 @@ export class RoleManagementService {
           roles: (updated.roles ?? []).map((r) => r.name),
         });
       }
+      return holders;
     });
+    // Its holders' access tokens carried its permissions: they stop now (a refresh or sign-in gives the new ones).
+    for (const holder of holders) await this.denylist.revokeSubject(holder, organizationId);
   }
 
   /** The catalog: the API scopes a role may carry, the own-profile permissions, and every permission the org's roles use. */

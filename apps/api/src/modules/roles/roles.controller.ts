@@ -40,7 +40,10 @@ export class RolesController {
   @ApiHeader(IF_MATCH_API_HEADER)
   @Scopes('role:manage')
   @RequiresFeature('advanced_rbac')
-  @ApiOperation({ summary: 'Change a role; built-in roles keep their name. Permission changes reach holders on their next token' })
+  @ApiOperation({
+    summary: 'Change a role; built-in roles keep their name',
+    description: 'Permission changes reach the role\'s holders with their next token (a sign-in, the refresh_token grant or POST /auth/refresh, which re-read the roles); tokens already issued keep their scopes until they expire (at most 24 h). Taking a role away from a user, or deleting the role, revokes the access tokens of those who lose permissions at once.',
+  })
   async update(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: UpdateRoleDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
     return withEtag(reply, await this.roles.update(auth.organizationId, id, body, auth, ifMatch), mapRole);
   }

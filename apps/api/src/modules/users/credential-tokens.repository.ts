@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { EntityManager } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 
 type Queryable = Pick<EntityManager, 'query'>;
 
@@ -22,6 +22,8 @@ export interface EmailTokenRow {
 /** SQL of the tokens that stand in for a user's credentials: refresh tokens and mailed tokens. Only hashes are stored. */
 @Injectable()
 export class CredentialTokensRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
   async insertRefreshToken(
     manager: Queryable,
     token: { id: string; hash: string; organizationId: string; userId: string; sessionId: string; expiresAt: Date },
@@ -30,6 +32,15 @@ export class CredentialTokensRepository {
       `INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
       [token.id, token.hash, token.organizationId, token.userId, token.sessionId, token.expiresAt],
     );
+  }
+
+  /** Whether the session still has a live refresh token (neither revoked, used nor expired). */
+  async sessionIsLive(organizationId: string, sessionId: string): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `SELECT 1 FROM refresh_tokens WHERE organization_id = $1 AND session_id = $2 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > now() LIMIT 1`,
+      [organizationId, sessionId],
+    );
+    return rows.length > 0;
   }
 
   /** Locks the refresh token, so two concurrent rotations of it cannot both succeed. */

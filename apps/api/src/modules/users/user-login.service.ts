@@ -15,6 +15,8 @@ import { UsersService } from './users.service';
 const FAILURE_WINDOW_MS = 15 * 60_000;
 const FREE_FAILURES = 5;
 const MAX_LOCK_SECONDS = 900;
+/** How long a sign-in's "being checked" mark lives if its process dies before clearing it. */
+const CHECKING_TTL_MS = 60_000;
 const REFRESH_TTL_MS = 30 * 86_400_000;
 const REFRESH_PURPOSE = 'refresh-token-hash';
 
@@ -51,15 +53,27 @@ export class UserLoginService {
       const retryAfter = Math.max(1, Math.ceil((lock.resetAt - Date.now()) / 1000));
       throw new AppException('ACCOUNT_LOCKED', 'Too many failed sign-in attempts; try again later', { retryAfter });
     }
-    const user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
-    const ok = await this.passwords.verify(user?.password_hash ?? null, password);
-    if (!user || !ok || user.status !== 'active' || user.deleted_at) {
-      const failures = await this.counters.increment(`fail:${account}`, FAILURE_WINDOW_MS);
-      if (failures.count >= FREE_FAILURES) {
-        const seconds = Math.min(MAX_LOCK_SECONDS, 2 ** (failures.count - FREE_FAILURES));
-        await this.counters.increment(`lock:${account}`, seconds * 1000);
+    // Attempts sent all at once must not all be checked: at most as many are checked at a time as
+    // failures remain before the lock (at least one), the others are refused unchecked.
+    const failed = (await this.counters.get(`fail:${account}`))?.count ?? 0;
+    const checking = await this.counters.increment(`try:${account}`, CHECKING_TTL_MS);
+    let user: UserRecord | undefined;
+    try {
+      if (checking.count > Math.max(1, FREE_FAILURES - failed)) {
+        throw new AppException('ACCOUNT_LOCKED', 'Too many sign-in attempts at once for this account; try again later', { retryAfter: 1 });
       }
-      throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
+      user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
+      const ok = await this.passwords.verify(user?.password_hash ?? null, password);
+      if (!user || !ok || user.status !== 'active' || user.deleted_at) {
+        const failures = await this.counters.increment(`fail:${account}`, FAILURE_WINDOW_MS);
+        // Each failure past the free ones locks for longer (1 s, 2 s, 4 s … 15 min); a lock is only ever lengthened.
+        if (failures.count >= FREE_FAILURES) {
+          await this.counters.extend(`lock:${account}`, Math.min(MAX_LOCK_SECONDS, 2 ** (failures.count - FREE_FAILURES)) * 1000);
+        }
+        throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
+      }
+    } finally {
+      await this.counters.increment(`try:${account}`, CHECKING_TTL_MS, -1);
     }
     await this.counters.reset(`fail:${account}`);
     // A hash made with other parameters (an older profile, or PASSWORD_HASH_MEMORY_KIB changed) is
@@ -100,6 +114,20 @@ export class UserLoginService {
     this.transactions.committed();
     const signedIn: UserRecord = { ...updated, roles: user.roles };
     return { user: signedIn, permissions: this.permissionsOf(signedIn), sessionId, refreshToken };
+  }
+
+  /**
+   * The scopes a user's renewed access token gets (POST /auth/refresh): their roles' permissions
+   * now, not the ones in the token presented, so a demoted user is not renewed into their old
+   * rights. The user must still be active and the session alive (a live refresh token: not revoked,
+   * not expired), so renewals end with the session. Otherwise 401 AUTH_TOKEN_INVALID.
+   */
+  async currentScopes(organizationId: string, userId: string, sessionId: string | undefined): Promise<string[]> {
+    const ended = () => new AppException('AUTH_TOKEN_INVALID', 'The session has ended; sign in again');
+    if (!sessionId) throw ended();
+    const [user, live] = await Promise.all([this.users.findDetailed(organizationId, userId), this.tokens.sessionIsLive(organizationId, sessionId)]);
+    if (!user || user.status !== 'active' || user.deleted_at || !live) throw ended();
+    return this.permissionsOf(user);
   }
 
   /**

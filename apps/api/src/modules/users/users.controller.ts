@@ -18,6 +18,7 @@ import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
 import type { UserRecord } from './users.repository';
 import { RolesService } from '../roles/roles.service';
+import { DEFAULT_ROLE_NAME } from '../roles/built-in-roles';
 import { Idempotent } from '../idempotency/idempotency.decorators';
 
 const IF_MATCH_HEADER = {
@@ -74,7 +75,8 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    await this.roles.assertAssignable(auth, auth.organizationId, [body.role]);
+    // No role means the default one, which is checked like any other.
+    await this.roles.assertAssignable(auth, auth.organizationId, [body.role ?? DEFAULT_ROLE_NAME]);
     const user = await this.users.create(auth.organizationId, body);
     void reply.header('ETag', etagOf(user)).header('Location', `/v2/users/${user.id}`);
     return mapUserDetail(user);
@@ -86,7 +88,7 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
   async bulk(@CurrentAuth() auth: AuthContext, @Body() body: BulkCreateUsersDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    await this.roles.assertAssignable(auth, auth.organizationId, body.users.map((u) => (typeof (u as { role?: unknown })?.role === 'string' ? (u as { role: string }).role : undefined)));
+    await this.roles.assertAssignable(auth, auth.organizationId, body.users.map((u) => (typeof (u as { role?: unknown })?.role === 'string' ? (u as { role: string }).role : DEFAULT_ROLE_NAME)));
     const { status, body: result } = await this.users.bulkCreate(auth.organizationId, body);
     void reply.status(status);
     return result;

@@ -238,6 +238,7 @@ export class UsersService {
     ifMatch?: string,
   ): Promise<UserRecord> {
     let changes: Record<string, unknown> = {};
+    let lostPermissions = false;
     const user = await this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
@@ -250,6 +251,7 @@ export class UsersService {
       const updated = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: change.changed });
       if (changes.role_id) {
+        lostPermissions = losesPermissions(current, updated);
         await this.events.publish(manager, organizationId, 'user.role_changed', {
           user: userSnapshot(updated),
           previous_roles: (current.roles ?? []).map((r) => r.name),
@@ -259,6 +261,7 @@ export class UsersService {
       return updated;
     });
     await this.afterUpdate(organizationId, id, changes);
+    if (lostPermissions) await this.denylist.revokeSubject(id, organizationId);
     return user;
   }
 
@@ -329,7 +332,8 @@ export class UsersService {
    */
   private async changeRoles(organizationId: string, id: string, ifMatch: string | undefined, change: (m: EntityManager, current: UserRecord) => Promise<void>): Promise<UserRecord> {
     if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
-    return this.write(organizationId, async (manager) => {
+    let lostPermissions = false;
+    const user = await this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.expectedVersion(current, ifMatch);
@@ -343,8 +347,11 @@ export class UsersService {
         updated = (await this.users.findDetailed(organizationId, id, manager))!;
       }
       await this.events.publish(manager, organizationId, 'user.role_changed', { user: userSnapshot(updated), previous_roles: before, roles: after });
+      lostPermissions = losesPermissions(current, updated);
       return updated;
     });
+    if (lostPermissions) await this.denylist.revokeSubject(id, organizationId);
+    return user;
   }
 
   /**
@@ -677,6 +684,15 @@ export class UsersService {
     if (expected.id !== current.id || expected.version !== current.version) throw UsersService.staleIfMatch();
     return current.version;
   }
+}
+
+/**
+ * Whether a change of roles took permissions away. The user's access tokens are then revoked at
+ * once: their scopes were the old permissions (a refresh or sign-in gives them the new ones).
+ */
+function losesPermissions(before: UserRecord, after: UserRecord): boolean {
+  const now = new Set((after.roles ?? []).flatMap((r) => r.permissions));
+  return (before.roles ?? []).some((r) => r.permissions.some((p) => !now.has(p)));
 }
 
 /** A bulk item whose email belongs to a user already. */

@@ -1,10 +1,27 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { OutboundGuard } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
 
 export const SEND_TIMEOUT_MS = 10_000;
+
+/** The delivery record's text for each kind of connection failure (never the system's own message). */
+const SEND_FAILURES: Record<string, string> = {
+  EFORBIDDENADDRESS: 'the host resolves to an address that is not allowed (private, loopback, link-local or internal)',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved (temporary DNS failure)',
+  ECONNREFUSED: 'the connection was refused',
+  ECONNRESET: 'the connection was reset',
+  EHOSTUNREACH: 'the host is unreachable',
+  ENETUNREACH: 'the network is unreachable',
+  UND_ERR_SOCKET: 'the connection was closed before an answer',
+  CERT_HAS_EXPIRED: 'the TLS certificate has expired',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the TLS certificate is self-signed',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the TLS certificate chain is not trusted',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the TLS certificate could not be verified',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the TLS certificate does not name this host',
+};
 
 export interface SendResult {
   statusCode: number | null;
@@ -18,6 +35,7 @@ export interface SendResult {
  */
 @Injectable()
 export class WebhookSender implements OnApplicationShutdown {
+  private readonly logger = new Logger(WebhookSender.name);
   readonly guard: OutboundGuard;
   private readonly agent: Agent;
 
@@ -58,8 +76,13 @@ export class WebhookSender implements OnApplicationShutdown {
     } catch (error) {
       const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
       const timedOut = e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' || e.code === 'UND_ERR_CONNECT_TIMEOUT';
-      const reason = timedOut ? `timed out after ${SEND_TIMEOUT_MS / 1000} s` : (e.cause?.message ?? e.message ?? 'request failed');
-      return { statusCode: null, error: reason.slice(0, 500), durationMs: elapsed() };
+      // What the delivery record (and so the API) says is a fixed text per kind of failure: the
+      // system's own message can name addresses a name resolved to, which are not the caller's to
+      // learn (an internal name would be mapped to its internal address). The log keeps the detail.
+      const code = e.cause?.code ?? e.code;
+      const reason = timedOut ? `timed out after ${SEND_TIMEOUT_MS / 1000} s` : (SEND_FAILURES[code ?? ''] ?? 'the request failed');
+      this.logger.warn({ delivery_id: deliveryId, code, detail: e.cause?.message ?? e.message }, 'Webhook delivery failed');
+      return { statusCode: null, error: reason, durationMs: elapsed() };
     }
   }
 

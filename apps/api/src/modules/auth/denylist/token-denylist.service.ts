@@ -50,33 +50,33 @@ export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationS
     await this.redisSet(`deny:sub:${subject}`, String(at.getTime()), TOKEN_LIFETIME_MS);
   }
 
-  /** True when the token was revoked, or its subject was revoked after the token was issued. */
-  async isRevoked(jti: string, subject: string, issuedAtSec: number, sessionId?: string): Promise<boolean> {
+  /** True when the token was revoked, or its subject was revoked after the token was issued (both in ms). */
+  async isRevoked(jti: string, subject: string, issuedAtMs: number, sessionId?: string): Promise<boolean> {
     const subjects = sessionId ? [subject, sessionId] : [subject];
     const client = this.redis.client;
     if (client) {
       try {
         const [token, ...revokedAt] = await client.mget(`deny:jti:${jti}`, ...subjects.map((s) => `deny:sub:${s}`));
-        return token !== null || revokedAt.some((at) => at !== null && issuedAtSec * 1000 < Number(at));
+        return token !== null || revokedAt.some((at) => at !== null && issuedAtMs < Number(at));
       } catch (error) {
         this.logger.warn({ err: error }, 'Redis unavailable for the token denylist; asking the database');
-        for (const s of subjects) if (await this.isRevokedInDatabase(jti, s, issuedAtSec)) return true;
+        for (const s of subjects) if (await this.isRevokedInDatabase(jti, s, issuedAtMs)) return true;
         return false;
       }
     }
     if (this.tokens.has(jti)) return true;
     return subjects.some((s) => {
       const at = this.subjects.get(s);
-      return at !== undefined && issuedAtSec * 1000 < at;
+      return at !== undefined && issuedAtMs < at;
     });
   }
 
-  private async isRevokedInDatabase(jti: string, subject: string, issuedAtSec: number): Promise<boolean> {
+  private async isRevokedInDatabase(jti: string, subject: string, issuedAtMs: number): Promise<boolean> {
     const [token, subjectRow] = await Promise.all([
       this.revokedTokens.findOneBy({ jti }),
       this.revokedSubjects.findOneBy({ subject }),
     ]);
-    return token !== null || (subjectRow !== null && issuedAtSec * 1000 < subjectRow.revokedAt.getTime());
+    return token !== null || (subjectRow !== null && issuedAtMs < subjectRow.revokedAt.getTime());
   }
 
   private async redisSet(key: string, value: string, ttlMs: number): Promise<void> {
