@@ -27,7 +27,7 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // Errors raised before a request reaches the application answer in the same envelope.
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
     genReqId: (req: IncomingMessage) => {

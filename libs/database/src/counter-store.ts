@@ -25,6 +25,19 @@ end
 return 1
 `;
 
+const CLAIM_SCRIPT = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+local allowed = math.max(1, tonumber(ARGV[1]) - used)
+local taken = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if taken > allowed then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+`;
+
 /**
  * Fixed-window counters shared by every API instance through Redis when REDIS_URL is set, and kept
  * in process otherwise. A Redis failure falls back to the in-process window (fail open, logged):
@@ -83,6 +96,38 @@ export class CounterStore {
     const state = this.memory.get(key);
     if (!state || state.resetAt <= now) this.memory.set(key, { count: 1, resetAt: now + ms });
     else state.resetAt = Math.max(state.resetAt, now + ms);
+  }
+
+  /**
+   * Claims one of the slots `slotKey` counts, atomically: refused while `lockKey` exists, or when
+   * max(1, budget - count of `budgetKey`) slots are taken already. With the budget a failure count,
+   * attempts in flight plus failures never exceed the budget, however many arrive at once. A claim
+   * is given back with release(); `ttlMs` bounds a claim whose process died holding it.
+   */
+  async claim(slotKey: string, budgetKey: string, lockKey: string, budget: number, ttlMs: number): Promise<boolean> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        return (await client.eval(CLAIM_SCRIPT, 3, `ctr:${slotKey}`, `ctr:${budgetKey}`, `ctr:${lockKey}`, budget, ttlMs)) === 1;
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for counters; using in-process counters');
+      }
+    }
+    const now = Date.now();
+    const live = (key: string) => {
+      const state = this.memory.get(key);
+      return state && state.resetAt > now ? state : undefined;
+    };
+    if (live(lockKey)) return false;
+    const allowed = Math.max(1, budget - (live(budgetKey)?.count ?? 0));
+    if ((live(slotKey)?.count ?? 0) >= allowed) return false;
+    this.incrementInMemory(slotKey, ttlMs, 1);
+    return true;
+  }
+
+  /** Gives back a slot taken with claim(). */
+  async release(slotKey: string, ttlMs: number): Promise<void> {
+    await this.increment(slotKey, ttlMs, -1);
   }
 
   async reset(key: string): Promise<void> {

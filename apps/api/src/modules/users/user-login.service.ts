@@ -54,14 +54,13 @@ export class UserLoginService {
       throw new AppException('ACCOUNT_LOCKED', 'Too many failed sign-in attempts; try again later', { retryAfter });
     }
     // Attempts sent all at once must not all be checked: at most as many are checked at a time as
-    // failures remain before the lock (at least one), the others are refused unchecked.
-    const failed = (await this.counters.get(`fail:${account}`))?.count ?? 0;
-    const checking = await this.counters.increment(`try:${account}`, CHECKING_TTL_MS);
+    // failures remain before the lock (at least one), claimed atomically; the others are refused
+    // unchecked. A failure is counted before its claim is given back.
+    if (!(await this.counters.claim(`try:${account}`, `fail:${account}`, `lock:${account}`, FREE_FAILURES, CHECKING_TTL_MS))) {
+      throw new AppException('ACCOUNT_LOCKED', 'Too many sign-in attempts at once for this account; try again later', { retryAfter: 1 });
+    }
     let user: UserRecord | undefined;
     try {
-      if (checking.count > Math.max(1, FREE_FAILURES - failed)) {
-        throw new AppException('ACCOUNT_LOCKED', 'Too many sign-in attempts at once for this account; try again later', { retryAfter: 1 });
-      }
       user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
       const ok = await this.passwords.verify(user?.password_hash ?? null, password);
       if (!user || !ok || user.status !== 'active' || user.deleted_at) {
@@ -73,7 +72,7 @@ export class UserLoginService {
         throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
       }
     } finally {
-      await this.counters.increment(`try:${account}`, CHECKING_TTL_MS, -1);
+      await this.counters.release(`try:${account}`, CHECKING_TTL_MS);
     }
     await this.counters.reset(`fail:${account}`);
     // A hash made with other parameters (an older profile, or PASSWORD_HASH_MEMORY_KIB changed) is
