@@ -372,6 +372,7 @@ async function main() {
         emails.push(email);
       }
       const bodyFor = (email) => JSON.stringify({ grant_type: 'password', organization_id: orgId, email, password: LOGIN_PASSWORD });
+      let nextLoginUser = 0;
       const probe = await lib.request(baseUrl, 'POST', '/v2/auth/token', { body: JSON.parse(bodyFor(emails[0])) });
       if (!probe.ok) throw new lib.ApiError('POST /v2/auth/token (password grant)', probe);
       return [
@@ -379,7 +380,12 @@ async function main() {
           method: 'POST',
           path: '/v2/auth/token',
           headers: { 'content-type': 'application/json' },
-          setupRequest: (req) => ({ ...req, body: bodyFor(lib.pick(emails)) }),
+          // Each connection is one client signing in as its own user, again and again (as a
+          // login page's users do): the API checks at most a few sign-ins of one account at once.
+          setupRequest: (req, context) => {
+            context.email ??= emails[nextLoginUser++ % emails.length];
+            return { ...req, body: bodyFor(context.email) };
+          },
         },
       ];
     },
