@@ -116,6 +116,22 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     await t.http().delete(`/v2/users/${id}?soft_delete=true`).set(auth()).expect(200);
     const restored = await t.http().post(`/v2/users/${id}/restore`).set(auth()).expect(200);
     expect(restored.headers.etag).toBe(`"${id}.v5"`);
+
+    // Deleting a role the user holds as an extra role is a change of the user too: a new version.
+    const role = (await t.http().post('/v2/roles').set(auth()).send({ name: 'etag-extra', permissions: [] }).expect(201)).body;
+    const held = await t.http().post(`/v2/users/${id}/roles`).set(auth()).send({ roles: ['etag-extra'] }).expect(200);
+    await t.http().delete(`/v2/roles/${role.id}`).set(auth()).expect(204);
+    const after = await t.http().get(`/v2/users/${id}`).set(auth()).expect(200);
+    expect(after.headers.etag).not.toBe(held.headers.etag);
+    stale(await t.http().put(`/v2/users/${id}`).set(auth()).set('If-Match', held.headers.etag).send({ first_name: 'Stale' }));
+  });
+
+  it('role changes of many users at once (more than the connection pool) all complete', async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => (await t.http().post('/v2/users').set(auth()).send({ email: `etag-pool${i}@example.com`, first_name: 'P', last_name: String(i) }).expect(201)).body.id as string),
+    );
+    const results = await Promise.all(ids.map((id, i) => t.http().put(`/v2/users/${id}`).set(auth()).send({ role: i % 2 ? 'moderator' : 'admin' })));
+    expect(results.map((r) => r.status)).toEqual(ids.map(() => 200));
   });
 
   it('PUT /users/me honours If-Match', async () => {

@@ -29,13 +29,16 @@ const CLAIM_SCRIPT = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 local allowed = math.max(1, tonumber(ARGV[1]) - used)
-local taken = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if taken > allowed then
-  redis.call('DECR', KEYS[1])
-  return 0
-end
+local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
+if taken >= allowed then return 0 end
+redis.call('SET', KEYS[1], math.max(taken, 0) + 1, 'PX', ARGV[2])
 return 1
+`;
+
+const RELEASE_SCRIPT = `
+local left = redis.call('DECR', KEYS[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) end
+return left
 `;
 
 /**
@@ -120,14 +123,28 @@ export class CounterStore {
     };
     if (live(lockKey)) return false;
     const allowed = Math.max(1, budget - (live(budgetKey)?.count ?? 0));
-    if ((live(slotKey)?.count ?? 0) >= allowed) return false;
-    this.incrementInMemory(slotKey, ttlMs, 1);
+    const taken = Math.max(0, live(slotKey)?.count ?? 0);
+    if (taken >= allowed) return false;
+    // Each claim keeps the slots alive for ttlMs more, as the Redis script does.
+    this.memory.set(slotKey, { count: taken + 1, resetAt: now + ttlMs });
     return true;
   }
 
-  /** Gives back a slot taken with claim(). */
-  async release(slotKey: string, ttlMs: number): Promise<void> {
-    await this.increment(slotKey, ttlMs, -1);
+  /** Gives back a slot taken with claim() (never below zero). */
+  async release(slotKey: string): Promise<void> {
+    const client = this.redis.client;
+    if (client) {
+      try {
+        await client.eval(RELEASE_SCRIPT, 1, `ctr:${slotKey}`);
+        return;
+      } catch (error) {
+        this.logger.warn({ err: error }, 'Redis unavailable for counters; using in-process counters');
+      }
+    }
+    const state = this.memory.get(slotKey);
+    if (!state) return;
+    state.count -= 1;
+    if (state.count <= 0) this.memory.delete(slotKey);
   }
 
   async reset(key: string): Promise<void> {

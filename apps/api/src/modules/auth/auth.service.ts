@@ -52,7 +52,11 @@ export class AuthService {
   private async passwordAttempt(ip: string, login: () => Promise<LoggedInUser>): Promise<TokenResponse> {
     const window = this.config.authFailureWindowSeconds * 1000;
     const state = await this.counters.increment(`authfail:${ip}`, window);
-    if (state.count > this.config.authFailuresPerIp) throw this.ipBlocked(state.resetAt);
+    if (state.count > this.config.authFailuresPerIp) {
+      // Refused unchecked: not a failure, so it gives its count back (only wrong passwords block an address).
+      await this.counters.increment(`authfail:${ip}`, window, -1);
+      throw this.ipBlocked(state.resetAt);
+    }
     try {
       const tokens = await this.endUserTokens(await login());
       await this.counters.increment(`authfail:${ip}`, window, -1);
@@ -65,7 +69,7 @@ export class AuthService {
 
   /** An end user's access token (scopes: the union of their roles' permissions) and refresh token. */
   async endUserTokens(login: LoggedInUser): Promise<TokenResponse> {
-    const issued = await this.tokens.issue(login.user.organization_id, login.user.id, login.permissions, login.sessionId);
+    const issued = await this.tokens.issue(login.user.organization_id, login.user.id, login.permissions, login.sessionId, login.rolesReadAt);
     return { ...issued, refresh_token: login.refreshToken };
   }
 
@@ -75,8 +79,8 @@ export class AuthService {
    * roles' permissions as they are now, and only while their session lives.
    */
   async refresh(auth: AuthContext): Promise<TokenResponse> {
-    const scopes = auth.subjectType === 'user' ? await this.logins.currentScopes(auth.organizationId, auth.subject, auth.sessionId) : auth.scopes;
-    const issued = await this.tokens.issue(auth.organizationId, auth.subject, scopes, auth.sessionId);
+    const current = auth.subjectType === 'user' ? await this.logins.currentScopes(auth.organizationId, auth.subject, auth.sessionId) : undefined;
+    const issued = await this.tokens.issue(auth.organizationId, auth.subject, current?.scopes ?? auth.scopes, auth.sessionId, current?.rolesReadAt);
     await this.tokens.revoke(auth);
     return issued;
   }

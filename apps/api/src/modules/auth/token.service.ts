@@ -42,18 +42,22 @@ export class TokenService {
     private readonly denylist: TokenDenylist,
   ) {}
 
-  async issue(organizationId: string, subject: string, scopes: Iterable<string>, sessionId?: string): Promise<TokenResponse> {
+  /**
+   * A new access token. `issuedAtMs` (default: now) is when the facts behind its scopes were read,
+   * so that a revocation made after that read still catches the token (iat_ms, iat).
+   */
+  async issue(organizationId: string, subject: string, scopes: Iterable<string>, sessionId?: string, issuedAtMs?: number): Promise<TokenResponse> {
     const { kid, privateKey } = await this.signingKeys.signingKey();
     const scope = [...new Set(scopes)].join(' ');
-    const nowMs = Date.now();
-    const now = Math.floor(nowMs / 1000);
-    const token = await new SignJWT({ org_id: organizationId, scope, ...(sessionId ? { sid: sessionId } : {}), iat_ms: nowMs })
+    const now = Math.floor(Date.now() / 1000);
+    const asOf = Math.min(issuedAtMs ?? Date.now(), Date.now());
+    const token = await new SignJWT({ org_id: organizationId, scope, ...(sessionId ? { sid: sessionId } : {}), iat_ms: asOf })
       .setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: 'JWT' })
       .setIssuer(this.config.jwtIssuer)
       .setAudience(this.config.jwtAudience)
       .setSubject(subject)
       .setJti(randomBytes(16).toString('base64url'))
-      .setIssuedAt(now)
+      .setIssuedAt(Math.floor(asOf / 1000))
       .setExpirationTime(now + ACCESS_TOKEN_TTL_SECONDS)
       .sign(privateKey);
     return { access_token: token, token_type: 'Bearer', expires_in: ACCESS_TOKEN_TTL_SECONDS, scope };

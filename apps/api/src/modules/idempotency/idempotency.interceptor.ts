@@ -42,7 +42,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const org = request.auth.organizationId;
     const hash = createHash('sha256').update(`${request.method} ${request.url.split('?')[0]}\n${JSON.stringify(request.body ?? null)}`).digest('hex');
 
-    if (!(await this.records.claim(org, key, hash, IDEMPOTENCY_TTL_HOURS, ABANDONED_AFTER_SECONDS))) {
+    const claim = await this.records.claim(org, key, hash, IDEMPOTENCY_TTL_HOURS, ABANDONED_AFTER_SECONDS);
+    if (claim === undefined) {
       const row = await this.records.find(org, key);
       if (!row) return this.intercept(context, next);
       if (row.request_hash !== hash) {
@@ -60,11 +61,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
           const body = await lastValueFrom(next.handle(), { defaultValue: undefined });
           // An error answered without throwing (a rolled-back all-or-nothing bulk is a 422) is a
           // failure too: forgotten, so that the corrected request may use the same key.
-          if (reply.statusCode >= 400) await this.records.release(org, key);
-          else await this.records.complete(org, key, reply.statusCode, withoutPaths(body, omits));
+          if (reply.statusCode >= 400) await this.records.release(org, key, claim);
+          else await this.records.complete(org, key, claim, reply.statusCode, withoutPaths(body, omits));
           return body;
         } catch (error) {
-          await this.records.release(org, key);
+          await this.records.release(org, key, claim);
           throw error;
         }
       })(),

@@ -15,20 +15,22 @@ export class IdempotencyRepository {
   /**
    * Claims the key for this request; false when a record already holds it. A record older than
    * `ttlHours` no longer counts, nor does a claim whose request never finished within
-   * `abandonedAfterSeconds` (its process died mid-request): the retry then runs.
+   * `abandonedAfterSeconds` (its process died mid-request): the retry then runs. Returns the
+   * claim's identity (its creation time, to the microsecond), which complete() and release() need:
+   * a request whose claim was taken over as abandoned can then no longer touch the new one.
    */
-  async claim(organizationId: string, key: string, requestHash: string, ttlHours: number, abandonedAfterSeconds: number): Promise<boolean> {
+  async claim(organizationId: string, key: string, requestHash: string, ttlHours: number, abandonedAfterSeconds: number): Promise<string | undefined> {
     await this.dataSource.query(
       `DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2
           AND (created_at < now() - make_interval(hours => $3)
                OR (response_status IS NULL AND created_at < now() - make_interval(secs => $4)))`,
       [organizationId, key, ttlHours, abandonedAfterSeconds],
     );
-    const claimed: unknown[] = await this.dataSource.query(
-      `INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key`,
+    const claimed: { claim: string }[] = await this.dataSource.query(
+      `INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING created_at::text AS claim`,
       [organizationId, key, requestHash],
     );
-    return claimed.length > 0;
+    return claimed[0]?.claim;
   }
 
   /** Deletes up to `limit` records older than `ttlHours`, oldest first; returns how many went. */
@@ -52,14 +54,18 @@ export class IdempotencyRepository {
     return rows[0];
   }
 
-  async complete(organizationId: string, key: string, status: number, body: unknown): Promise<void> {
+  async complete(organizationId: string, key: string, claim: string, status: number, body: unknown): Promise<void> {
     await this.dataSource.query(
-      `UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb WHERE organization_id = $1 AND key = $2`,
-      [organizationId, key, status, JSON.stringify(body ?? null)],
+      `UPDATE idempotency_keys SET response_status = $4, response_body = $5::jsonb
+        WHERE organization_id = $1 AND key = $2 AND created_at = $3::timestamptz AND response_status IS NULL`,
+      [organizationId, key, claim, status, JSON.stringify(body ?? null)],
     );
   }
 
-  async release(organizationId: string, key: string): Promise<void> {
-    await this.dataSource.query(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2`, [organizationId, key]);
+  async release(organizationId: string, key: string, claim: string): Promise<void> {
+    await this.dataSource.query(
+      `DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2 AND created_at = $3::timestamptz AND response_status IS NULL`,
+      [organizationId, key, claim],
+    );
   }
 }

@@ -107,7 +107,7 @@ export class RoleManagementService {
       return holders;
     });
     // Its holders' access tokens carried its permissions: they stop now (a refresh or sign-in gives the new ones).
-    for (const holder of holders) await this.denylist.revokeSubject(holder, organizationId);
+    await this.denylist.revokeSubjects(holders, organizationId);
   }
 
   /** The catalog: the API scopes a role may carry, the own-profile permissions, and every permission the org's roles use. */

@@ -60,8 +60,14 @@ export class RolesRepository {
     return rows.map((r) => r.id);
   }
 
+  /** Deletes the role; every holder (primary or extra) loses it and gets a new version (ETag). */
   async delete(manager: EntityManager, organizationId: string, roleId: string): Promise<void> {
-    await manager.query(`UPDATE users SET role_id = NULL, version = version + 1, updated_at = now() WHERE organization_id = $1 AND role_id = $2`, [organizationId, roleId]);
+    await manager.query(
+      `UPDATE users SET role_id = CASE WHEN role_id = $2 THEN NULL ELSE role_id END, version = version + 1, updated_at = now()
+        WHERE organization_id = $1
+          AND (role_id = $2 OR id IN (SELECT user_id FROM user_roles WHERE organization_id = $1 AND role_id = $2))`,
+      [organizationId, roleId],
+    );
     await manager.query(`DELETE FROM user_roles WHERE organization_id = $1 AND role_id = $2`, [organizationId, roleId]);
     await manager.query(`DELETE FROM roles WHERE organization_id = $1 AND id = $2`, [organizationId, roleId]);
   }

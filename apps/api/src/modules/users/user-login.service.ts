@@ -25,6 +25,11 @@ export interface LoggedInUser {
   permissions: string[];
   sessionId: string;
   refreshToken: string;
+  /**
+   * When the roles behind `permissions` were read (ms): the access token's issue time, so that a
+   * revocation made after that read (a role taken away meanwhile) still catches the token.
+   */
+  rolesReadAt: number;
 }
 
 /**
@@ -60,7 +65,9 @@ export class UserLoginService {
       throw new AppException('ACCOUNT_LOCKED', 'Too many sign-in attempts at once for this account; try again later', { retryAfter: 1 });
     }
     let user: UserRecord | undefined;
+    let rolesReadAt = 0;
     try {
+      rolesReadAt = Date.now();
       user = /^org_[a-z0-9]+$/.test(organizationId) ? await this.users.findByEmail(organizationId, email) : undefined;
       const ok = await this.passwords.verify(user?.password_hash ?? null, password);
       if (!user || !ok || user.status !== 'active' || user.deleted_at) {
@@ -72,7 +79,7 @@ export class UserLoginService {
         throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
       }
     } finally {
-      await this.counters.release(`try:${account}`, CHECKING_TTL_MS);
+      await this.counters.release(`try:${account}`);
     }
     await this.counters.reset(`fail:${account}`);
     // A hash made with other parameters (an older profile, or PASSWORD_HASH_MEMORY_KIB changed) is
@@ -81,7 +88,7 @@ export class UserLoginService {
     // A first sign-in of the month makes the user active: refused when the plan's limit is reached.
     return this.quota.withActiveUsersCapacity(organizationId, user.id, (capacity, manager) => {
       if (capacity < 1) throw UsersService.quotaExceeded();
-      return this.startSession(user, context, 'password', rehashed, manager);
+      return this.startSession(user, context, 'password', rehashed, manager, rolesReadAt);
     });
   }
 
@@ -95,6 +102,7 @@ export class UserLoginService {
     method: 'password' | 'sso',
     newPasswordHash?: string,
     manager?: EntityManager,
+    rolesReadAt = Date.now(),
   ): Promise<LoggedInUser> {
     const sessionId = newId('ses');
     const refreshToken = `rt_${randomBytes(32).toString('base64url')}`;
@@ -112,7 +120,7 @@ export class UserLoginService {
     if (!updated) throw new AppException('AUTH_INVALID_CREDENTIALS', 'Invalid credentials');
     this.transactions.committed();
     const signedIn: UserRecord = { ...updated, roles: user.roles };
-    return { user: signedIn, permissions: this.permissionsOf(signedIn), sessionId, refreshToken };
+    return { user: signedIn, permissions: this.permissionsOf(signedIn), sessionId, refreshToken, rolesReadAt };
   }
 
   /**
@@ -121,12 +129,13 @@ export class UserLoginService {
    * rights. The user must still be active and the session alive (a live refresh token: not revoked,
    * not expired), so renewals end with the session. Otherwise 401 AUTH_TOKEN_INVALID.
    */
-  async currentScopes(organizationId: string, userId: string, sessionId: string | undefined): Promise<string[]> {
+  async currentScopes(organizationId: string, userId: string, sessionId: string | undefined): Promise<{ scopes: string[]; rolesReadAt: number }> {
     const ended = () => new AppException('AUTH_TOKEN_INVALID', 'The session has ended; sign in again');
     if (!sessionId) throw ended();
+    const rolesReadAt = Date.now();
     const [user, live] = await Promise.all([this.users.findDetailed(organizationId, userId), this.tokens.sessionIsLive(organizationId, sessionId)]);
     if (!user || user.status !== 'active' || user.deleted_at || !live) throw ended();
-    return this.permissionsOf(user);
+    return { scopes: this.permissionsOf(user), rolesReadAt };
   }
 
   /**
@@ -149,23 +158,26 @@ export class UserLoginService {
   async rotate(presented: string): Promise<LoggedInUser> {
     const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
     const invalid = () => new AppException('AUTH_TOKEN_INVALID', 'The refresh token is invalid');
-    return this.transactions.run(async (manager) => {
+    const result = await this.transactions.run(async (manager) => {
       const row = await this.tokens.lockRefreshToken(manager, hash);
       if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now()) throw invalid();
       if (row.used_at) {
         await this.tokens.revokeSession(manager, row.organization_id, row.session_id);
-        await this.denylist.revokeSubject(row.session_id, row.organization_id);
-        return 'reused' as const;
+        return { reused: row };
       }
+      const rolesReadAt = Date.now();
       const user = await this.users.findDetailed(row.organization_id, row.user_id, manager);
       if (!user || user.status !== 'active' || user.deleted_at) throw invalid();
       await this.tokens.markRefreshTokenUsed(manager, row.id);
       const refreshToken = await this.createRefreshToken(manager, user, row.session_id);
-      return { user, permissions: this.permissionsOf(user), sessionId: row.session_id, refreshToken };
-    }).then((result) => {
-      if (result === 'reused') throw new AppException('AUTH_TOKEN_INVALID', 'The refresh token was already used; the session has been revoked');
-      return result;
+      return { login: { user, permissions: this.permissionsOf(user), sessionId: row.session_id, refreshToken, rolesReadAt } };
     });
+    if (result.reused) {
+      // After the commit: the denylist writes through its own connection.
+      await this.denylist.revokeSubject(result.reused.session_id, result.reused.organization_id);
+      throw new AppException('AUTH_TOKEN_INVALID', 'The refresh token was already used; the session has been revoked');
+    }
+    return result.login!;
   }
 
   private async createRefreshToken(manager: EntityManager, user: UserRecord, sessionId: string): Promise<string> {

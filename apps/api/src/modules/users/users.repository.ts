@@ -416,6 +416,15 @@ export class UsersRepository {
     await manager.query(`SELECT pg_advisory_xact_lock(hashtext('um:active-users:' || $1))`, [organizationId]);
   }
 
+  /** Whether this user counts as active this month already (one primary-key lookup). */
+  async isActiveThisMonth(organizationId: string, userId: string): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `SELECT 1 FROM user_activity_months WHERE organization_id = $1 AND month = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AND user_id = $2`,
+      [organizationId, userId],
+    );
+    return rows.length > 0;
+  }
+
   async activeThisMonth(organizationId: string, userId?: string, manager?: Queryable): Promise<{ count: number; includesUser: boolean }> {
     const rows: { n: number; mine: boolean }[] = await this.db(manager).query(
       `SELECT count(*)::int AS n, coalesce(bool_or(user_id = $2), false) AS mine FROM user_activity_months

@@ -101,6 +101,8 @@ export class UsersService {
   async withActiveUsersCapacity<T>(organizationId: string, userId: string | undefined, work: (capacity: number, manager?: EntityManager) => Promise<T>): Promise<T> {
     const { monthly_active_users: limit } = await this.organizations.limitsFor(organizationId);
     if (limit === null) return work(Infinity);
+    // A user active this month already adds nothing: no lock (sign-ins of active users never queue).
+    if (userId !== undefined && (await this.users.isActiveThisMonth(organizationId, userId))) return work(Infinity);
     return this.transactions.run(async (manager) => {
       await this.users.lockActiveUsers(manager, organizationId);
       const active = await this.users.activeThisMonth(organizationId, userId, manager);
@@ -191,11 +193,12 @@ export class UsersService {
   }
 
   /** What `dto` changes on `current`: columns, the names of the fields changed (for user.updated). */
-  private async changesFor(organizationId: string, current: UserRecord, dto: UpdateUserDto | UpdateOwnProfileDto) {
+  /** What an update changes; reads (the role) go through `manager`, the transaction that holds the user's row. */
+  private async changesFor(organizationId: string, current: UserRecord, dto: UpdateUserDto | UpdateOwnProfileDto, manager: EntityManager) {
     const changes: Record<string, unknown> = {};
     const changed: string[] = [];
     if ('role' in dto && dto.role !== undefined) {
-      const [newRole] = await this.roles.resolve(organizationId, [dto.role], 'role');
+      const [newRole] = await this.roles.resolve(organizationId, [dto.role], 'role', manager);
       if (newRole!.id !== current.role_id) {
         changes.role_id = newRole!.id;
         changed.push('role');
@@ -243,7 +246,7 @@ export class UsersService {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.expectedVersion(current, ifMatch);
-      const change = await this.changesFor(organizationId, current, typeof dto === 'function' ? dto(current) : dto);
+      const change = await this.changesFor(organizationId, current, typeof dto === 'function' ? dto(current) : dto, manager);
       if (!change) return current;
       changes = change.changes;
       await this.users.update(manager, organizationId, id, changes);
@@ -280,7 +283,8 @@ export class UsersService {
     const deletedAt = new Date();
     await this.write(organizationId, async (manager) => {
       const done = soft
-        ? await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, expectedVersion)
+        ? // On the version read, so the status remembered for a restore is the one being replaced.
+          await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, expectedVersion ?? current.version)
         : await this.users.delete(manager, organizationId, id, expectedVersion);
       if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
       await this.events.publish(manager, organizationId, 'user.deleted', {
