@@ -2,7 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import { AppException } from '../errors/app.exception';
 import { renderError } from '../errors/error-response';
-import { randomBase64url } from './request-id';
+import { newRequestId } from './request-id';
 
 /**
  * Answers that Fastify or Node's HTTP parser give before a request reaches the application, in the
@@ -29,7 +29,7 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Soc
     return;
   }
   const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-  const requestId = `req_${randomBase64url(12)}`;
+  const requestId = newRequestId();
   const rendered = renderError(
     tooLarge
       ? new AppException('MALFORMED_REQUEST', 'The request headers are too large (at most 16 KiB in all)', { status: 431 })

@@ -8,6 +8,11 @@ export function requestIdFor(req: IncomingMessage): string {
   const header = req.headers['x-request-id'];
   const candidate = Array.isArray(header) ? header[0] : header;
   if (candidate && CLIENT_REQUEST_ID.test(candidate)) return candidate;
+  return newRequestId();
+}
+
+/** A new req_… id. */
+export function newRequestId(): string {
   return `req_${randomBase64url(12)}`;
 }
 

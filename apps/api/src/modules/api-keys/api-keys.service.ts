@@ -98,7 +98,6 @@ export class ApiKeysService {
     return this.keys.listActive(organizationId);
   }
 
-  /** Revokes a key: it can no longer obtain tokens, and the tokens it already obtained stop working at once. */
   /**
    * DELETE /api-keys/{id} for a caller: only a key of the caller's organization (404 otherwise), and
    * only one whose scopes the caller holds, so a narrow key manager cannot take away the operators'
@@ -114,6 +113,7 @@ export class ApiKeysService {
     await this.revoke(caller.organizationId, id);
   }
 
+  /** Revokes a key: it can no longer obtain tokens, and the tokens it already obtained stop working at once. */
   async revoke(organizationId: string, id: string): Promise<void> {
     const revoked = isId('key', id) && (await this.keys.revoke(organizationId, id));
     if (!revoked) throw new AppException('API_KEY_NOT_FOUND', 'API key not found');

@@ -17,7 +17,7 @@ const ABANDONED_AFTER_SECONDS = 120;
  * and key for 24 hours. A retry with the same method, path and body gets the first response again
  * (Idempotent-Replayed: true); the same key with another request is 422 IDEMPOTENCY_KEY_REUSED; a
  * retry while the first is still running is 409. Failed requests (4xx/5xx thrown) are not
- * remembered, so they can be retried. Secrets shown once (@ReplayOmits) are never stored.
+ * remembered, so they can be retried. Secrets shown once (@Idempotent({ replayOmits })) are never stored.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {

@@ -66,10 +66,10 @@ export class RolesService {
    * permission strings (not API scopes) are not checked. Unknown roles are left to the write's own
    * INVALID_ROLE. A caller holding every scope a role may carry skips the lookup.
    */
-  async assertAssignable(caller: AuthContext, organizationId: string, refs: (string | undefined)[]): Promise<void> {
+  async assertAssignable(caller: AuthContext, refs: (string | undefined)[]): Promise<void> {
     const wanted = refs.filter((r): r is string => r !== undefined);
     if (wanted.length === 0 || ROLE_SCOPES.every((s) => caller.scopes.has(s))) return;
-    const roles = await this.findAll(organizationId, wanted);
+    const roles = await this.findAll(caller.organizationId, wanted);
     RolesService.assertGrantable(caller, [...roles.values()].flatMap((r) => r.permissions));
   }
 

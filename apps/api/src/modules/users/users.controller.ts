@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { AuthContext, CurrentAuth, Scopes } from '@app/common';
+import { AuthContext, CurrentAuth, Scopes, withEtag } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import {
   AssignRolesDto,
@@ -16,7 +16,6 @@ import {
 import { AccountTokensService } from './account-tokens.service';
 import { etagOf, mapUserDetail } from './users.mapper';
 import { UsersService } from './users.service';
-import type { UserRecord } from './users.repository';
 import { RolesService } from '../roles/roles.service';
 import { DEFAULT_ROLE_NAME } from '../roles/built-in-roles';
 import { Idempotent } from '../idempotency/idempotency.decorators';
@@ -76,7 +75,7 @@ export class UsersController {
   @ApiOperation({ summary: 'Create a user (seed §4.2); 409 USER_ALREADY_EXISTS on a taken email' })
   async create(@CurrentAuth() auth: AuthContext, @Body() body: CreateUserDto, @Res({ passthrough: true }) reply: FastifyReply) {
     // No role means the default one, which is checked like any other.
-    await this.roles.assertAssignable(auth, auth.organizationId, [body.role ?? DEFAULT_ROLE_NAME]);
+    await this.roles.assertAssignable(auth, [body.role ?? DEFAULT_ROLE_NAME]);
     const user = await this.users.create(auth.organizationId, body);
     void reply.header('ETag', etagOf(user)).header('Location', `/v2/users/${user.id}`);
     return mapUserDetail(user);
@@ -88,7 +87,9 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Create 1-100 users in one transaction (seed §7.1); 422 when fail_on_error rolls back' })
   async bulk(@CurrentAuth() auth: AuthContext, @Body() body: BulkCreateUsersDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    await this.roles.assertAssignable(auth, auth.organizationId, body.users.map((u) => (typeof (u as { role?: unknown })?.role === 'string' ? (u as { role: string }).role : DEFAULT_ROLE_NAME)));
+    // Each item's role, or the default one; malformed items fail on their own in the service.
+    const itemRoles = body.users.map((u) => (u as { role?: unknown } | null)?.role);
+    await this.roles.assertAssignable(auth, itemRoles.map((r) => (typeof r === 'string' ? r : DEFAULT_ROLE_NAME)));
     const { status, body: result } = await this.users.bulkCreate(auth.organizationId, body);
     void reply.status(status);
     return result;
@@ -120,7 +121,7 @@ export class UsersController {
   }
 
   private async doUpdate(auth: AuthContext, id: string, body: UpdateUserDto, ifMatch: string | undefined, reply: FastifyReply) {
-    await this.roles.assertAssignable(auth, auth.organizationId, ['role' in body ? body.role : undefined]);
+    await this.roles.assertAssignable(auth, ['role' in body ? body.role : undefined]);
     const user = await this.users.update(auth.organizationId, id, body, ifMatch);
     void reply.header('ETag', etagOf(user));
     return mapUserDetail(user);
@@ -142,7 +143,7 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Bring a soft-deleted user back' })
   async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
-    return withUserEtag(reply, await this.users.restore(auth.organizationId, id));
+    return withEtag(reply, await this.users.restore(auth.organizationId, id), mapUserDetail);
   }
 
   @Post(':id/roles')
@@ -151,8 +152,8 @@ export class UsersController {
   @Scopes('user:write')
   @ApiOperation({ summary: 'Assign more roles (names or ids); publishes user.role_changed' })
   async addRoles(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: AssignRolesDto, @Res({ passthrough: true }) reply: FastifyReply) {
-    await this.roles.assertAssignable(auth, auth.organizationId, body.roles);
-    return withUserEtag(reply, await this.users.addRoles(auth.organizationId, id, body.roles));
+    await this.roles.assertAssignable(auth, body.roles);
+    return withEtag(reply, await this.users.addRoles(auth.organizationId, id, body.roles), mapUserDetail);
   }
 
   @Delete(':id/roles/:role')
@@ -166,7 +167,7 @@ export class UsersController {
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
-    return withUserEtag(reply, await this.users.removeRole(auth.organizationId, id, role, ifMatch));
+    return withEtag(reply, await this.users.removeRole(auth.organizationId, id, role, ifMatch), mapUserDetail);
   }
 
   @Post(':id/verification-email')
@@ -183,9 +184,7 @@ export class UsersController {
   @Scopes('user:read')
   @ApiOperation({ summary: "A user's preferences (the ETag is the user's)" })
   async preferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
-    const user = await this.users.get(auth.organizationId, id);
-    void reply.header('ETag', etagOf(user));
-    return user.preferences;
+    return withEtag(reply, await this.users.get(auth.organizationId, id), (user) => user.preferences);
   }
 
   @Put(':id/preferences')
@@ -193,9 +192,7 @@ export class UsersController {
   @ApiHeader(IF_MATCH_HEADER)
   @ApiOperation({ summary: 'Replace preferences' })
   async replacePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
-    const user = await this.users.replacePreferences(auth.organizationId, id, body, false, ifMatch);
-    void reply.header('ETag', etagOf(user));
-    return user.preferences;
+    return withEtag(reply, await this.users.replacePreferences(auth.organizationId, id, body, false, ifMatch), (user) => user.preferences);
   }
 
   @Patch(':id/preferences')
@@ -203,14 +200,7 @@ export class UsersController {
   @ApiHeader(IF_MATCH_HEADER)
   @ApiOperation({ summary: 'Merge into preferences (RFC 7396: null removes a key); concurrent merges never lose one another' })
   async mergePreferences(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Body() body: Record<string, unknown>, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
-    const user = await this.users.replacePreferences(auth.organizationId, id, body, true, ifMatch);
-    void reply.header('ETag', etagOf(user));
-    return user.preferences;
+    return withEtag(reply, await this.users.replacePreferences(auth.organizationId, id, body, true, ifMatch), (user) => user.preferences);
   }
 }
 
-/** The user in its detailed API shape, with its ETag on the response. */
-function withUserEtag(reply: FastifyReply, user: UserRecord) {
-  void reply.header('ETag', etagOf(user));
-  return mapUserDetail(user);
-}

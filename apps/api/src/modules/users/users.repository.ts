@@ -407,7 +407,6 @@ export class UsersRepository {
     );
   }
 
-  /** Distinct users active this UTC month, and whether one of them is `userId`. */
   /**
    * Takes the organization's monthly-active-users lock until `manager`'s transaction ends: the
    * count of active users and the writes that add to it are then one step for each request.
@@ -425,6 +424,7 @@ export class UsersRepository {
     return rows.length > 0;
   }
 
+  /** Distinct users active this UTC month, and whether one of them is `userId`. */
   async activeThisMonth(organizationId: string, userId?: string, manager?: Queryable): Promise<{ count: number; includesUser: boolean }> {
     const rows: { n: number; mine: boolean }[] = await this.db(manager).query(
       `SELECT count(*)::int AS n, coalesce(bool_or(user_id = $2), false) AS mine FROM user_activity_months

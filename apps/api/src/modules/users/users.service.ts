@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
+import { AppException, CursorCodec, ErrorDetail, expectedVersion, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -192,8 +192,10 @@ export class UsersService {
     return staleIfMatch('user');
   }
 
-  /** What `dto` changes on `current`: columns, the names of the fields changed (for user.updated). */
-  /** What an update changes; reads (the role) go through `manager`, the transaction that holds the user's row. */
+  /**
+   * What `dto` changes on `current`: columns, and the names of the fields changed (for
+   * user.updated). The role is read through `manager`, the transaction that holds the user's row.
+   */
   private async changesFor(organizationId: string, current: UserRecord, dto: UpdateUserDto | UpdateOwnProfileDto, manager: EntityManager) {
     const changes: Record<string, unknown> = {};
     const changed: string[] = [];
@@ -229,9 +231,8 @@ export class UsersService {
     return Object.keys(changes).length === 0 ? undefined : { changes, changed };
   }
 
-  /** `update` in a transaction holding the row's lock: for role changes and the last try. */
   /**
-   * An update in a transaction with the user's row locked. `dto` may be worked out from the locked
+   * An update in a transaction with the user's row locked (role changes, preferences). `dto` may be worked out from the locked
    * user (a preferences merge), so concurrent read-modify-writes queue and none is lost.
    */
   private async updateLocked(
@@ -245,7 +246,7 @@ export class UsersService {
     const user = await this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
-      this.expectedVersion(current, ifMatch);
+      this.assertIfMatch(current, ifMatch);
       const change = await this.changesFor(organizationId, current, typeof dto === 'function' ? dto(current) : dto, manager);
       if (!change) return current;
       changes = change.changes;
@@ -279,13 +280,13 @@ export class UsersService {
    */
   async delete(organizationId: string, id: string, soft: boolean, ifMatch?: string): Promise<{ deleted_at: string }> {
     const current = await this.get(organizationId, id, { includeDeleted: !soft });
-    const expectedVersion = this.expectedVersion(current, ifMatch);
+    const expected = this.assertIfMatch(current, ifMatch);
     const deletedAt = new Date();
     await this.write(organizationId, async (manager) => {
       const done = soft
-        ? // On the version read, so the status remembered for a restore is the one being replaced.
-          await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, expectedVersion ?? current.version)
-        : await this.users.delete(manager, organizationId, id, expectedVersion);
+        ? // On the version read (If-Match, when sent, named it), so the status remembered for a restore is the one replaced.
+          await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, current.version)
+        : await this.users.delete(manager, organizationId, id, expected);
       if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
       await this.events.publish(manager, organizationId, 'user.deleted', {
         user: soft ? { id, email: current.email } : { id },
@@ -340,7 +341,7 @@ export class UsersService {
     const user = await this.write(organizationId, async (manager) => {
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
-      this.expectedVersion(current, ifMatch);
+      this.assertIfMatch(current, ifMatch);
       await change(manager, current);
       const before = (current.roles ?? []).map((r) => r.name);
       let updated = (await this.users.findDetailed(organizationId, id, manager))!;
@@ -682,11 +683,11 @@ export class UsersService {
     );
   }
 
-  private expectedVersion(current: UserRecord, ifMatch: string | undefined): number | undefined {
-    const expected = parseIfMatch(ifMatch);
-    if (!expected) return undefined;
-    if (expected.id !== current.id || expected.version !== current.version) throw UsersService.staleIfMatch();
-    return current.version;
+  /** 409 unless If-Match (when sent) names `current`'s version; returns that version, or undefined without If-Match. */
+  private assertIfMatch(current: UserRecord, ifMatch: string | undefined): number | undefined {
+    const expected = expectedVersion(ifMatch, current.id);
+    if (expected !== undefined && expected !== current.version) throw UsersService.staleIfMatch();
+    return expected;
   }
 }
 

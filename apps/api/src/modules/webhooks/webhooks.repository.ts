@@ -84,10 +84,6 @@ export class WebhooksRepository {
   }
 
   /**
-   * Claims due deliveries with a lease, skipping rows another process holds (FOR UPDATE SKIP LOCKED),
-   * and holding back a delivery while an earlier one for the same endpoint and user is still pending.
-   */
-  /**
    * Deletes up to `limit` finished (succeeded or failed) deliveries whose ids sort below `beforeId`
    * (idsBefore: created before that time), with their attempts, in one
    * statement. Pending deliveries are never deleted. Returns how many deliveries went.
@@ -105,6 +101,10 @@ export class WebhooksRepository {
     return rows[0]!.n;
   }
 
+  /**
+   * Claims due deliveries with a lease, skipping rows another process holds (FOR UPDATE SKIP LOCKED),
+   * and holding back a delivery while an earlier one for the same endpoint and user is still pending.
+   */
   async claimDue(limit: number, leaseSeconds: number): Promise<ClaimedDelivery[]> {
     // An UPDATE … RETURNING answers [rows, affected] through TypeORM.
     const [rows]: [ClaimedDelivery[], number] = await this.dataSource.query(
