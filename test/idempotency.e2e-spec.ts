@@ -1,5 +1,6 @@
 import { bootstrapToken, createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
 import { IdempotencyPruner } from '../apps/api/src/modules/idempotency/idempotency-pruner';
+import { IdempotencyRepository } from '../apps/api/src/modules/idempotency/idempotency.repository';
 
 /**
  * CONTRACT §2: every authenticated POST honours Idempotency-Key (users and bulk are covered in the
@@ -151,6 +152,23 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
     await t.sql("UPDATE idempotency_keys SET created_at = now() - interval '3 minutes' WHERE key = 'inflight-1'");
     const retried = await post('/roles', inFlight, 'inflight-1').expect(409);
     expect(retried.body.error.code).not.toBe('CONCURRENT_UPDATE');
+  });
+
+  it('a request whose claim was taken over as abandoned can no longer complete or release its successor\'s record', async () => {
+    const records = t.app.get(IdempotencyRepository);
+    const org = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM roles LIMIT 1'))[0]!.organization_id;
+    const first = await records.claim(org, 'takeover-1', 'h', 24, 120);
+    expect(first).toBeDefined();
+    await t.sql("UPDATE idempotency_keys SET created_at = created_at - interval '3 minutes' WHERE key = 'takeover-1'");
+    const second = await records.claim(org, 'takeover-1', 'h', 24, 120);
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+    // The first request finishes late: neither its answer nor its failure touches the new claim.
+    await records.complete(org, 'takeover-1', first!, 201, { from: 'first' });
+    await records.release(org, 'takeover-1', first!);
+    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: null, response_body: null });
+    await records.complete(org, 'takeover-1', second!, 201, { from: 'second' });
+    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: 201, response_body: { from: 'second' } });
   });
 
   it('expired records are pruned in the background (oldest first, young ones kept)', async () => {
