@@ -152,6 +152,27 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(read.body.first_name).toBe('One');
   });
 
+  it('an update that changes nothing writes nothing: 200 with the user as it is, same ETag, no user.updated; a stale If-Match is still 409', async () => {
+    const created = await create(newUser({ metadata: { team: 'blue' } })).expect(201);
+    const { id, first_name, last_name, metadata } = created.body;
+    const etag = created.headers.etag as string;
+    const same = await t.http().put(`/v2/users/${id}`).set(auth()).set('If-Match', etag).send({ first_name, last_name, metadata, status: 'active' }).expect(200);
+    expect(same.headers.etag).toBe(etag);
+    expect(same.body).toEqual(created.body);
+    const changed = await t.http().patch(`/v2/users/${id}`).set(auth()).send({ last_name: 'Other' }).expect(200);
+    const stale = await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', etag).send({ last_name: 'Other' }).expect(409);
+    expect(stale.body.error.code).toBe('CONCURRENT_UPDATE');
+    const current = await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', changed.headers.etag as string).send({ last_name: 'Other' }).expect(200);
+    expect(current.headers.etag).toBe(changed.headers.etag);
+    const [row] = await t.sql<{ version: number }>('SELECT version FROM users WHERE id = $1', [id]);
+    expect(row!.version).toBe(2);
+    await t.drainEvents();
+    const updates = await t.sql<{ data: { changes: string[] } }>(
+      `SELECT data FROM outbox_events WHERE type = 'user.updated' AND data->'user'->>'id' = $1 ORDER BY seq`,
+      [id],
+    );
+    expect(updates.map((e) => e.data.changes)).toEqual([['last_name']]);
+  });
 
   it('12 concurrent PATCHes without If-Match all succeed, none is lost, and each publishes its own user.updated', async () => {
     const created = (await create(newUser()).expect(201)).body;

@@ -297,58 +297,63 @@ export class UsersRepository {
 
   /**
    * PUT/PATCH /users/{id} without a role change, as one statement (one round trip, no BEGIN/COMMIT):
-   * locks the user's row, works out which of the sent fields differ (metadata key by key), and only
-   * if some do and `expectedVersion` (If-Match) is absent or current, writes them with the next
-   * version, counts the user active this month and writes user.updated to the outbox. A `null`
-   * field was not sent. Concurrent updates queue on the row lock, so none is lost and each sees
-   * the row its predecessor left.
+   * locks the user's row, and only if some sent field differs (metadata key by key) and
+   * `expectedVersion` (If-Match) is absent or current, writes them with the next version, counts the
+   * user active this month and writes user.updated to the outbox. A `null` field was not sent.
+   * Concurrent updates queue on the row lock, so none is lost and each sees the row its predecessor
+   * left.
    *
-   * Returns the row as it now is (with every role), the names of the fields changed, and whether
-   * it was written; undefined when there is no such (undeleted) user. Roles are read as of the
-   * statement's start: a role change committed while it waited for the lock shows in the next read.
+   * Returns undefined when there is no such (undeleted) user; `{ written: false, version }` when
+   * nothing was written (no field differs, or If-Match named another version; `version` is the
+   * row's, read under the lock); otherwise the row as written (with every role) and the names of the
+   * fields changed. Roles are read as of the statement's start: a role change committed while it
+   * waited for the lock shows in the next read.
+   *
+   * The plan is kept small on purpose (PostgreSQL starts its executor for the whole plan on every
+   * call): the locked row carries only the columns compared, the changed names are worked out in
+   * RETURNING, and the unchanged case returns only the version.
    */
   async updateFields(
     organizationId: string,
     id: string,
     fields: { first_name: string | null; last_name: string | null; status: string | null; metadata: Record<string, unknown> | null; preferences: Record<string, unknown> | null },
     options: { expectedVersion: number | undefined; updatedAt: Date; eventId: string },
-  ): Promise<{ user: UserRecord; changed: string[]; written: boolean } | undefined> {
-    const { rows } = await preparedQuery<UserRecord & { changed: string[]; written: boolean }>(this.dataSource, undefined, 'users_update_fields',
+  ): Promise<{ written: true; user: UserRecord; changed: string[] } | { written: false; version: number } | undefined> {
+    const { rows } = await preparedQuery<UserRecord & { changed: string[] | null; current_version: number }>(this.dataSource, undefined, 'users_update_fields',
       `WITH cur AS MATERIALIZED (
-         SELECT u.* FROM users u WHERE u.organization_id = $1 AND u.id = $2 AND u.deleted_at IS NULL FOR UPDATE),
-       nxt AS (
-         SELECT c.id,
-                COALESCE($3::text, c.first_name) AS first_name,
-                COALESCE($4::text, c.last_name) AS last_name,
-                COALESCE($5::text, c.status) AS status,
-                COALESCE($6::jsonb, c.metadata) AS metadata,
-                COALESCE($7::jsonb, c.preferences) AS preferences,
+         SELECT u.id, u.version, u.first_name, u.last_name, u.status, u.metadata
+           FROM users u WHERE u.organization_id = $1 AND u.id = $2 AND u.deleted_at IS NULL FOR NO KEY UPDATE),
+       upd AS (
+         UPDATE users u
+            SET first_name = COALESCE($3::text, c.first_name), last_name = COALESCE($4::text, c.last_name),
+                status = COALESCE($5::text, c.status), metadata = COALESCE($6::jsonb, c.metadata),
+                preferences = COALESCE($7::jsonb, u.preferences), version = c.version + 1, updated_at = $9
+           FROM cur c
+          WHERE u.organization_id = $1 AND u.id = c.id AND ($8::int IS NULL OR c.version = $8::int)
+            AND (($3::text IS NOT NULL AND $3::text IS DISTINCT FROM c.first_name)
+              OR ($4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name)
+              OR ($5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status)
+              OR ($6::jsonb IS NOT NULL AND $6::jsonb IS DISTINCT FROM c.metadata)
+              OR $7::jsonb IS NOT NULL)
+         RETURNING u.*,
                 array_remove(ARRAY[
                   CASE WHEN $3::text IS NOT NULL AND $3::text IS DISTINCT FROM c.first_name THEN 'first_name' END,
                   CASE WHEN $4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name THEN 'last_name' END,
                   CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status THEN 'status' END], NULL)
-                || COALESCE((SELECT array_agg('metadata.' || k ORDER BY k)
-                               FROM (SELECT jsonb_object_keys(c.metadata) UNION SELECT jsonb_object_keys($6::jsonb)) AS keys(k)
-                              WHERE $6::jsonb IS NOT NULL AND (c.metadata -> k) IS DISTINCT FROM ($6::jsonb -> k)), '{}')
-                || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed
-           FROM cur c),
-       upd AS (
-         UPDATE users u
-            SET first_name = n.first_name, last_name = n.last_name, status = n.status, metadata = n.metadata,
-                preferences = n.preferences, version = u.version + 1, updated_at = $9
-           FROM nxt n, cur c
-          WHERE u.organization_id = $1 AND u.id = n.id AND cardinality(n.changed) > 0 AND ($8::int IS NULL OR c.version = $8::int)
-         RETURNING u.*),
+                || CASE WHEN $6::jsonb IS NOT NULL AND $6::jsonb IS DISTINCT FROM c.metadata
+                        THEN (SELECT array_agg('metadata.' || k ORDER BY k)
+                                FROM (SELECT jsonb_object_keys(c.metadata) UNION SELECT jsonb_object_keys($6::jsonb)) AS keys(k)
+                               WHERE (c.metadata -> k) IS DISTINCT FROM ($6::jsonb -> k))
+                        ELSE '{}'::text[] END
+                || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed),
        act AS (${MARK_ACTIVE_FROM('upd', '$9')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $10, upd.organization_id, 'user.updated',
-                jsonb_build_object('user', ${USER_EVENT_SNAPSHOT('upd', 'pr')}, 'changes', to_jsonb(n.changed)), $9
-           FROM upd JOIN nxt n ON n.id = upd.id LEFT JOIN roles pr ON pr.id = upd.role_id)
-       SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles, n.changed, EXISTS (SELECT 1 FROM upd) AS written
-         FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) u
-         JOIN nxt n ON n.id = u.id
-         LEFT JOIN roles pr ON pr.id = u.role_id`,
+                jsonb_build_object('user', ${USER_EVENT_SNAPSHOT('upd', 'pr')}, 'changes', to_jsonb(upd.changed)), $9
+           FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id)
+       SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles, c.version AS current_version
+         FROM cur c LEFT JOIN upd u ON true LEFT JOIN roles pr ON pr.id = u.role_id`,
       [
         organizationId,
         id,
@@ -364,8 +369,9 @@ export class UsersRepository {
     );
     const row = rows[0];
     if (!row) return undefined;
-    const { changed, written, ...user } = row;
-    return { user: user as UserRecord, changed, written };
+    if (row.id === null) return { written: false, version: row.current_version };
+    const { changed, current_version: _current, ...user } = row;
+    return { written: true, user: user as UserRecord, changed: changed ?? [] };
   }
 
   /** Deletes the user for good (with `expectedVersion`, only that version); false when no row matched. */

@@ -177,12 +177,12 @@ export class UsersService {
     const options = { expectedVersion: expected?.version, updatedAt: new Date(), eventId: newId('evt') };
     const result = await this.writeStatement(organizationId, () => this.users.updateFields(organizationId, id, fields, options));
     if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
-    const { user, changed, written } = result;
-    if (!written) {
+    if (!result.written) {
       // Nothing changed, or If-Match named another version (then nothing was written either).
-      if (expected && expected.version !== user.version) throw UsersService.staleIfMatch();
-      return user;
+      if (expected && expected.version !== result.version) throw UsersService.staleIfMatch();
+      return this.get(organizationId, id);
     }
+    const { user, changed } = result;
     this.transactions.committed();
     if (changed.includes('status')) await this.afterUpdate(organizationId, id, { status: user.status });
     return user;
