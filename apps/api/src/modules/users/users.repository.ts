@@ -311,7 +311,8 @@ export class UsersRepository {
    *
    * The plan is kept small on purpose (PostgreSQL starts its executor for the whole plan on every
    * call): the locked row carries only the columns compared, the changed names are worked out in
-   * RETURNING, and the unchanged case returns only the version.
+   * RETURNING (metadata's by a function that runs only when metadata is sent), and the unchanged
+   * case returns only the version.
    */
   async updateFields(
     organizationId: string,
@@ -341,10 +342,7 @@ export class UsersRepository {
                   CASE WHEN $4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name THEN 'last_name' END,
                   CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status THEN 'status' END], NULL)
                 || CASE WHEN $6::jsonb IS NOT NULL AND $6::jsonb IS DISTINCT FROM c.metadata
-                        THEN (SELECT array_agg('metadata.' || k ORDER BY k)
-                                FROM (SELECT jsonb_object_keys(c.metadata) UNION SELECT jsonb_object_keys($6::jsonb)) AS keys(k)
-                               WHERE (c.metadata -> k) IS DISTINCT FROM ($6::jsonb -> k))
-                        ELSE '{}'::text[] END
+                        THEN users_metadata_changed_keys(c.metadata, $6::jsonb) ELSE '{}'::text[] END
                 || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed),
        act AS (${MARK_ACTIVE_FROM('upd', '$9')}),
        evt AS (
