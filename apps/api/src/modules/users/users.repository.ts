@@ -47,12 +47,16 @@ const SELECT_USER = `
   SELECT u.*, pr.name AS role_name
     FROM users u LEFT JOIN roles pr ON pr.id = u.role_id`;
 
+/**
+ * Every role of user `u` with its permissions, primary first: for a query that has joined the
+ * primary role as `pr`. Only users with extra roles (rows in user_roles) need the function's
+ * aggregate (migration UserRolesJsonFunction).
+ */
 const ROLES_OF_USER = `
-  (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'name', r.name, 'display_name', r.display_name,
-            'permissions', r.permissions) ORDER BY (r.id = u.role_id) DESC, r.name), '[]'::json)
-     FROM roles r
-    WHERE r.organization_id = u.organization_id
-      AND (r.id = u.role_id OR r.id IN (SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id)))`;
+  CASE WHEN EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id) THEN users_roles_json(u.organization_id, u.id, u.role_id)
+       WHEN pr.id IS NULL THEN '[]'::json
+       ELSE json_build_array(json_build_object('id', pr.id, 'name', pr.name, 'display_name', pr.display_name, 'permissions', pr.permissions))
+  END`;
 
 /** A user with the primary role's name and every role (with permissions): complete it with a WHERE. */
 const SELECT_DETAILED = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
@@ -475,7 +479,8 @@ export class UsersRepository {
 
   async rolesOfUsers(organizationId: string, userIds: string[]): Promise<Map<string, RoleSummary[]>> {
     const rows: { user_id: string; roles: RoleSummary[] }[] = await this.dataSource.query(
-      `SELECT u.id AS user_id, ${ROLES_OF_USER} AS roles FROM users u WHERE u.organization_id = $1 AND u.id = ANY($2::text[])`,
+      `SELECT u.id AS user_id, ${ROLES_OF_USER} AS roles FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
+        WHERE u.organization_id = $1 AND u.id = ANY($2::text[])`,
       [organizationId, userIds],
     );
     return new Map(rows.map((r) => [r.user_id, r.roles]));
