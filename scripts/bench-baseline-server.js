@@ -3,27 +3,35 @@
 
 /**
  * The bench's yardstick: the least a get-user-by-id server can do on this machine. Bare Fastify,
- * a pg pool of the API's size, an ES256 JWT checked with jose on every request, and the API's own
- * query for one user with roles and permissions, as a named prepared statement. No framework, no
- * guards, no rate limits, no logging.
+ * a pg pool of the API's size, an ES256 JWT checked with jose on every request, and one query for a
+ * user with roles and permissions, as a named prepared statement. No framework, no guards, no rate
+ * limits, no logging.
+ *
+ * The query is fixed here (the API's own as of session 3), not taken from the build: the yardstick
+ * measures the machine, so work that makes the API's query cheaper must not make the yardstick
+ * faster too (it would lower every projection by as much as it gained).
  *
  * The bench runs it against the same database, under the same load, right before the API's get-user
  * scenario, so the API's figures can be read as a share of what this machine allows at that moment
  * (this kind of machine is a shared virtual one whose speed varies from day to day).
  *
- *   DATABASE_URL, PORT, DATABASE_POOL_SIZE (10), BENCH_DIST_DIR (the build whose query it runs; default dist)
+ *   DATABASE_URL, PORT, DATABASE_POOL_SIZE (10)
  * Prints one JSON line {"port":…, "token":…, "organization_id":…} when it listens.
  */
 
 const Fastify = require('fastify');
 const { Pool } = require('pg');
 const jose = require('jose');
-const { join, resolve } = require('node:path');
 
-// The API's own GET /users/{id} query, from the build the bench runs.
-const { FIND_USER_DETAILED_SQL: FIND_USER } = require(
-  join(resolve(process.env.BENCH_DIST_DIR || join(__dirname, '..', 'dist')), 'apps/api/src/modules/users/users.repository.js'),
-);
+// GET /users/{id}'s query as the API ran it on 1 Dec 2026 (session 3): fixed, see above.
+const FIND_USER = `SELECT u.*, pr.name AS role_name,
+  (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'name', r.name, 'display_name', r.display_name,
+            'permissions', r.permissions) ORDER BY (r.id = u.role_id) DESC, r.name), '[]'::json)
+     FROM roles r
+    WHERE r.organization_id = u.organization_id
+      AND (r.id = u.role_id OR r.id IN (SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id))) AS roles
+   FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
+  WHERE u.organization_id = $1 AND u.id = $2`;
 
 async function main() {
   const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.DATABASE_POOL_SIZE ?? 10) });

@@ -332,8 +332,8 @@ async function startServer({ entry, env, baseEnv, logFile, timeoutMs, port }) {
 
 /** One JSON request; never throws on a status, only on a network failure or the timeout. */
 /** Starts scripts/bench-baseline-server.js and waits for its JSON line (port and token). */
-async function startBaselineServer({ script, databaseUrl, baseEnv, distDir, timeoutMs = 30_000 }) {
-  const env = { ...baseEnv, DATABASE_URL: databaseUrl, PORT: '0', BENCH_DIST_DIR: distDir };
+async function startBaselineServer({ script, databaseUrl, baseEnv, timeoutMs = 30_000 }) {
+  const env = { ...baseEnv, DATABASE_URL: databaseUrl, PORT: '0' };
   const child = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));

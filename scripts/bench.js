@@ -405,7 +405,7 @@ async function main() {
   // gets a short run of its own, so that each scenario's projection uses how fast this machine was
   // just then: on a shared virtual machine that changes from minute to minute.
   const startYardstick = async () => {
-    resources.baseline ??= await lib.startBaselineServer({ script: join(ROOT, 'scripts/bench-baseline-server.js'), databaseUrl, baseEnv, distDir: DIST });
+    resources.baseline ??= await lib.startBaselineServer({ script: join(ROOT, 'scripts/bench-baseline-server.js'), databaseUrl, baseEnv });
     return resources.baseline;
   };
   const yardstickRequests = (yardstick) => [

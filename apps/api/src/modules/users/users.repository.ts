@@ -62,8 +62,8 @@ const ROLES_OF_USER = `
 const SELECT_DETAILED = `SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles
          FROM users u LEFT JOIN roles pr ON pr.id = u.role_id`;
 
-/** GET /users/{id}'s query (the bench's yardstick server runs this very text). */
-export const FIND_USER_DETAILED_SQL = `${SELECT_DETAILED}
+/** GET /users/{id}'s query. */
+const FIND_USER_DETAILED_SQL = `${SELECT_DETAILED}
         WHERE u.organization_id = $1 AND u.id = $2`;
 
 /**
