@@ -134,6 +134,27 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     expect(results.map((r) => r.status)).toEqual(ids.map(() => 200));
   });
 
+  it('concurrent role changes of one user queue: each answer and each user.role_changed shows the roles the previous change left', async () => {
+    const id = (await t.http().post('/v2/users').set(auth()).send({ email: 'etag-race@example.com', first_name: 'R', last_name: 'Ace', role: 'user' }).expect(201)).body.id as string;
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => t.http().put(`/v2/users/${id}`).set(auth()).send({ role: i % 2 ? 'moderator' : 'admin' })),
+    );
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    for (const r of results) expect(r.body.roles.map((role: { name: string }) => role.name)).toEqual([r.body.role]);
+    await t.drainEvents();
+    const changes = await t.sql<{ data: { previous_roles: string[]; roles: string[] } }>(
+      `SELECT data FROM outbox_events WHERE type = 'user.role_changed' AND data->'user'->>'id' = $1 ORDER BY seq`,
+      [id],
+    );
+    expect(changes.length).toBeGreaterThan(0);
+    let before = ['user'];
+    for (const { data } of changes) {
+      expect(data.previous_roles).toEqual(before);
+      before = data.roles;
+    }
+    expect(before).toEqual([(await t.http().get(`/v2/users/${id}`).set(auth()).expect(200)).body.role]);
+  });
+
   it('PUT /users/me honours If-Match', async () => {
     const email = 'etag-me@example.com';
     const password = 'Correct-Horse-9';

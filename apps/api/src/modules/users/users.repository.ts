@@ -54,7 +54,7 @@ const SELECT_USER = `
  */
 const ROLES_OF_USER = `
   CASE WHEN EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id) THEN users_roles_json(u.organization_id, u.id, u.role_id)
-       WHEN pr.id IS NULL THEN '[]'::json
+       WHEN pr.id IS NULL OR pr.organization_id <> u.organization_id THEN '[]'::json
        ELSE json_build_array(json_build_object('id', pr.id, 'name', pr.name, 'display_name', pr.display_name, 'permissions', pr.permissions))
   END`;
 
@@ -112,11 +112,19 @@ export class UsersRepository {
    * One user with the primary role name and every role (with permissions), in one query. Outside a
    * transaction it runs as a named prepared statement: the hot path of GET /users/{id} skips
    * PostgreSQL's parse and plan on every call.
+   *
+   * With `lock` (in the caller's transaction), the user's row is locked first and read by a second
+   * statement: under READ COMMITTED that read sees whatever a concurrent writer committed while this
+   * one waited for the lock (its new role, its new extra roles). One locking read would recheck
+   * only the user's row and keep the role rows it had joined before waiting.
    */
   async findDetailed(organizationId: string, id: string, manager?: Queryable, options: { lock?: boolean } = {}): Promise<UserRecord | undefined> {
-    const text = `${FIND_USER_DETAILED_SQL}${options.lock ? ' FOR UPDATE OF u' : ''}`;
-    const name = options.lock ? 'users_find_detailed_lock' : 'users_find_detailed';
-    return (await preparedQuery<UserRecord>(this.dataSource, manager, name, text, [organizationId, id])).rows[0];
+    if (options.lock) {
+      const locked = await preparedQuery(this.dataSource, manager, 'users_lock',
+        `SELECT 1 FROM users WHERE organization_id = $1 AND id = $2 FOR UPDATE`, [organizationId, id]);
+      if (locked.rows.length === 0) return undefined;
+    }
+    return (await preparedQuery<UserRecord>(this.dataSource, manager, 'users_find_detailed', FIND_USER_DETAILED_SQL, [organizationId, id])).rows[0];
   }
 
   async findManyDetailed(organizationId: string, ids: string[], manager?: Queryable): Promise<Map<string, UserRecord>> {

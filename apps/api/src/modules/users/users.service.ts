@@ -180,7 +180,10 @@ export class UsersService {
     if (!result.written) {
       // Nothing changed, or If-Match named another version (then nothing was written either).
       if (expected && expected.version !== result.version) throw UsersService.staleIfMatch();
-      return this.get(organizationId, id);
+      // Read after the statement: a write that came in between must not be answered under the old If-Match.
+      const user = await this.get(organizationId, id);
+      if (expected && expected.version !== user.version) throw UsersService.staleIfMatch();
+      return user;
     }
     const { user, changed } = result;
     this.transactions.committed();
