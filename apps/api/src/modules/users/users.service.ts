@@ -182,7 +182,7 @@ export class UsersService {
       if (expected && expected.version !== result.version) throw UsersService.staleIfMatch();
       // Read after the statement: a write that came in between must not be answered under the old If-Match.
       const user = await this.get(organizationId, id);
-      if (expected && expected.version !== user.version) throw UsersService.staleIfMatch();
+      this.assertIfMatch(user, ifMatch);
       return user;
     }
     const { user, changed } = result;
