@@ -51,6 +51,8 @@ const SCENARIOS = [
   { name: 'list', label: 'list first page', target_rps: undefined, target_p99_ms: undefined },
   { name: 'list_cursor', label: 'list with cursor', target_rps: undefined, target_p99_ms: undefined },
   { name: 'search_q', label: 'search q', target_rps: 400, target_p99_ms: 150 },
+  // Finding one person by their email: the text-search path a rare term takes (the trigram index).
+  { name: 'search_q_rare', label: 'search q, one user', target_rps: 400, target_p99_ms: 150 },
   { name: 'search_filters', label: 'search filters', target_rps: 400, target_p99_ms: 150 },
   { name: 'update', label: 'update user', target_rps: 1500, target_p99_ms: 75 },
   { name: 'create', label: 'create user', target_rps: 1000, target_p99_ms: 100 },
@@ -316,6 +318,17 @@ async function main() {
         setupRequest: (req) => ({ ...req, path: `/v2/users/search?q=${encodeURIComponent(lib.pick(lib.FIRST_NAMES))}&limit=25` }),
       },
     ],
+    search_q_rare: async () => {
+      requireSeeded();
+      // One seeded user's email (bench<n>@example.com), a different user on every request.
+      return [
+        {
+          method: 'GET',
+          headers: auth,
+          setupRequest: (req) => ({ ...req, path: `/v2/users/search?q=${encodeURIComponent(`bench${lib.randomInt(1, maxBench)}@`)}&limit=25` }),
+        },
+      ];
+    },
     search_filters: async () => {
       const since = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
       const filters = encodeURIComponent(JSON.stringify({ status: 'active', created_at: { gte: since } }));

@@ -457,6 +457,38 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       expectError(await get(`/v2/users/search?${qs({ q: `${tg} zephyr`, limit: 2, cursor: first.pagination.next_cursor! })}`), 400, 'INVALID_CURSOR', 'search cursor with other q');
     });
 
+    it('totals: a page that reaches the end carries the exact total; a page with more after it, the counted one', async () => {
+      const one = await search({ q: `${tg} zephyr alice` });
+      expect(one.pagination).toMatchObject({ has_more: false, next_cursor: null, total_estimate: 1 });
+      const none = await search({ q: `${tg} nosuchword` });
+      expect(none.pagination).toMatchObject({ has_more: false, total_estimate: 0 });
+      const firstOfThree = await search({ q: tg, limit: 2 });
+      expect(firstOfThree.pagination).toMatchObject({ has_more: true, total_estimate: 6 });
+      // Offset mode: the last page knows the total; a page past the end counts it.
+      const last = await list({ search: tg, limit: 4, offset: 4 });
+      expect({ n: last.data.length, pagination: last.pagination }).toMatchObject({ n: 2, pagination: { total: 6, has_more: false } });
+      const past = await list({ search: tg, limit: 4, offset: 10 });
+      expect({ n: past.data.length, pagination: past.pagination }).toMatchObject({ n: 0, pagination: { total: 6, has_more: false } });
+      const middle = await list({ search: tg, limit: 2, offset: 2 });
+      expect(middle.pagination).toMatchObject({ total: 6, has_more: true });
+      // The database agrees.
+      const [row] = await t.sql<{ n: number }>(`SELECT count(*)::int AS n FROM users WHERE organization_id = $1 AND email LIKE $2 AND deleted_at IS NULL`, [orgId, `${tg}%`]);
+      expect(row!.n).toBe(6);
+    });
+
+    it('text is lower-cased by the database, as the index is: q and contains find non-ASCII names as written', async () => {
+      const other = tag();
+      // JavaScript lower-cases İ (U+0130) to "i̇" (two code points); PostgreSQL does not.
+      const ipek = await createUser({ email: `${other}ipek@example.com`, first_name: 'İpek', last_name: 'Élodie-Straße' });
+      const f = (filters: unknown) => JSON.stringify(filters);
+      expect(ids(await search({ q: `İpek ${other}` }))).toEqual([ipek.id]);
+      expect(ids(await search({ q: other, filters: f({ first_name: { contains: 'İp' } }) }))).toEqual([ipek.id]);
+      expect(ids(await search({ q: other, filters: f({ last_name: { contains: 'Élodie-Straß' } }) }))).toEqual([ipek.id]);
+      expect(ids(await search({ filters: f({ email: { contains: `${other.toUpperCase()}IPEK@` } }) }))).toEqual([ipek.id]);
+      expect(ids(await search({ q: other, filters: f({ last_name: { contains: 'Straße-Élodie' } }) }))).toEqual([]);
+      expect(ids(await list({ search: `straße ${other}` }))).toEqual([ipek.id]);
+    });
+
     it('invalid filters: 400 INVALID_FILTER naming the bad part; bad fields or sort: 400 VALIDATION_ERROR', async () => {
       const cases: [string, string, string[]][] = [
         ['unknown field', '{"nope":"x"}', ['nope']],

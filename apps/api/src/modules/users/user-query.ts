@@ -53,11 +53,37 @@ const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 /** Collects bind parameters: `p(value)` returns `$n`. */
 export class SqlParams {
   readonly values: unknown[] = [];
+  /**
+   * Whether the statement holds a predicate whose selectivity depends on its values (a text
+   * search, a filter): such a statement is planned for its values on every call. A plan cached for
+   * all values (PostgreSQL's generic plan, chosen after five calls of a named statement) reads the
+   * sort index and filters: right for `q=james` (one user in 40 matches, 25 are found at once),
+   * a scan of the whole organization for `q=<one user's email>` (seconds at a million users).
+   */
+  planPerCall = false;
+
   p(value: unknown): string {
     this.values.push(value);
     return `$${this.values.length}`;
   }
+
+  /** A copy holding the parameters collected so far, for a second statement over the same conditions. */
+  copy(): SqlParams {
+    const copy = new SqlParams();
+    copy.values.push(...this.values);
+    copy.planPerCall = this.planPerCall;
+    return copy;
+  }
+
+  /** Marks the statement as planned for its values on every call (see planPerCall). */
+  valueDependent(): this {
+    this.planPerCall = true;
+    return this;
+  }
 }
+
+/** Fields whose text is part of SEARCH_EXPRESSION, so that `contains` on them can use the trigram index. */
+const TRIGRAM_INDEXED = new Set(['first_name', 'last_name', 'email']);
 
 /** The one expression the trigram index covers; search must use exactly this text. */
 export const SEARCH_EXPRESSION = "lower(u.first_name || ' ' || u.last_name || ' ' || u.email)";
@@ -66,15 +92,20 @@ export function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-/** `q` and `search`: every word must appear in the names or email (case-insensitive). */
+/**
+ * `q` and `search`: every word must appear in the names or email (case-insensitive). Words are
+ * lower-cased by PostgreSQL, as the indexed text is (JavaScript's lower case differs for a few
+ * characters, such as the dotted capital I).
+ */
 export function textSearchConditions(text: string | undefined, params: SqlParams): string[] {
   if (!text) return [];
-  return text
-    .toLowerCase()
+  const conditions = text
     .split(/\s+/)
     .filter(Boolean)
     .slice(0, 10)
-    .map((word) => `${SEARCH_EXPRESSION} LIKE ${params.p(`%${escapeLike(word)}%`)}`);
+    .map((word) => `${SEARCH_EXPRESSION} LIKE lower(${params.p(`%${escapeLike(word)}%`)})`);
+  if (conditions.length > 0) params.valueDependent();
+  return conditions;
 }
 
 function filterError(field: string, issue: string, provided: unknown): AppException {
@@ -153,6 +184,7 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
       if (field === 'status' && (op === 'eq' || op === 'in') && [value].flat().includes('deleted')) includesDeleted = true;
     }
   }
+  if (conditions.length > 0) params.valueDependent();
   return { conditions, includesDeleted };
 }
 
@@ -173,7 +205,15 @@ function compile(field: string, type: FieldType, metadataKey: string | undefined
       const norm = (v: unknown) => (type === 'email' ? String(v).trim().toLowerCase() : String(v));
       if (op === 'in') return `${column} = ANY(${params.p(list(isString, 'strings').map(norm))}::text[])`;
       if (typeof value !== 'string') throw filterError(field, 'Expected a string', value);
-      if (op === 'contains') return `${column} ILIKE ${params.p(`%${escapeLike(value)}%`)}`;
+      if (op === 'contains') {
+        const pattern = params.p(`%${escapeLike(value)}%`);
+        // The names and the email are in the trigram index's text: the second condition follows
+        // from the first (ILIKE compares lower() of both sides, character by character) and lets
+        // PostgreSQL find the rows through the index instead of reading the whole organization.
+        // (The email is compared as stored, not as email_lower, whose lower case JavaScript made.)
+        if (TRIGRAM_INDEXED.has(field)) return `(u.${field} ILIKE ${pattern} AND ${SEARCH_EXPRESSION} LIKE lower(${pattern}))`;
+        return `${column} ILIKE ${pattern}`;
+      }
       return `${column} ${COMPARE[op]} ${params.p(norm(value))}`;
     }
     case 'role': {

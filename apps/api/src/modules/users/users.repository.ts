@@ -451,31 +451,34 @@ export class UsersRepository {
   }
 
   /**
-   * A page of users: `where` and `order` are built from whitelists with bind parameters. The text
-   * depends only on the query's shape, so it runs as a prepared statement named by its hash:
-   * repeated list and search shapes skip PostgreSQL's (costly, for trigram predicates) planning.
+   * A page of users: `where` and `order` are built from whitelists with bind parameters. Without a
+   * text search or filter the text depends only on the query's shape, so it runs as a prepared
+   * statement named by its hash and repeated list shapes skip planning; with one
+   * (`params.planPerCall`), PostgreSQL plans it for its values on every call (SqlParams.planPerCall).
    */
   async page(params: SqlParams, where: string[], order: string, extraColumns: string, limit: number, offset: number): Promise<(UserRecord & Record<string, string>)[]> {
     const extra = extraColumns ? `, ${extraColumns}` : '';
     const text = `${SELECT_USER.replace('SELECT u.*, pr.name AS role_name', `SELECT u.*, pr.name AS role_name${extra}`)}
         WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${params.p(limit)} OFFSET ${params.p(offset)}`;
-    return (await this.shaped<UserRecord & Record<string, string>>(text, params.values)).rows;
+    return (await this.shaped<UserRecord & Record<string, string>>(text, params)).rows;
   }
 
   async count(params: SqlParams, where: string[]): Promise<number> {
-    const { rows } = await this.shaped<{ n: number }>(`SELECT count(*)::int AS n FROM users u WHERE ${where.join(' AND ')}`, params.values);
+    const { rows } = await this.shaped<{ n: number }>(`SELECT count(*)::int AS n FROM users u WHERE ${where.join(' AND ')}`, params);
     return rows[0]!.n;
   }
 
-  private shaped<T>(text: string, values: unknown[]) {
-    return preparedQuery<T>(this.dataSource, undefined, statementName(text), text, values);
+  /** A statement built from a request's shape: named and prepared, or planned per call (SqlParams.planPerCall). */
+  private async shaped<T>(text: string, params: SqlParams): Promise<{ rows: T[] }> {
+    if (params.planPerCall) return { rows: (await this.dataSource.query(text, params.values)) as T[] };
+    return preparedQuery<T>(this.dataSource, undefined, statementName(text), text, params.values);
   }
 
   /** Exact count when it is below `cap`; otherwise the planner's estimate (never less than `cap`). */
   async countOrEstimate(params: SqlParams, where: string[], cap: number): Promise<number> {
     const { rows: counted } = await this.shaped<{ n: number }>(
       `SELECT count(*)::int AS n FROM (SELECT 1 FROM users u WHERE ${where.join(' AND ')} LIMIT ${cap}) s`,
-      params.values,
+      params,
     );
     const n = counted[0]!.n;
     if (n < cap) return n;

@@ -376,9 +376,10 @@ export class UsersService {
     if (shape.status === 'deleted') where.push('u.deleted_at IS NOT NULL');
     else {
       where.push('u.deleted_at IS NULL');
-      if (shape.status) where.push(`u.status = ${params.p(shape.status)}`);
+      if (shape.status) where.push(`u.status = ${params.valueDependent().p(shape.status)}`);
     }
     if (shape.role) {
+      params.valueDependent();
       where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(shape.role)})`);
     }
     where.push(...textSearchConditions(shape.search, params));
@@ -436,18 +437,26 @@ export class UsersService {
     let { where, offset } = page;
     const binding = this.binding(page.kind, page.organizationId, page.shape);
     const keyset = page.keysetOnly === true || position !== undefined;
-    let total: number;
+    // The count, when one is needed, runs over the request's conditions alone, without the page's.
+    const countWhere = where;
+    const countParams = params.copy();
     if (position) {
-      total = Number(position.t) || 0;
       where = [...where, keysetCondition(sort, position.v, position.id, params)];
       offset = 0;
-    } else if (keyset) {
-      total = await this.cachedTotal(page.organizationId, binding, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(params, where, EXACT_ESTIMATE_CAP));
-    } else {
-      total = await this.cachedTotal(page.organizationId, binding, TOTAL_CACHE_MS, () => this.users.count(params, where));
     }
     const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset);
     const hasMore = rows.length > limit;
+    let total: number;
+    if (position) {
+      total = Number(position.t) || 0;
+    } else if (!hasMore && (rows.length > 0 || offset === 0)) {
+      // This page reaches the end: the total is known without counting (a search that finds one user).
+      total = offset + rows.length;
+    } else if (keyset) {
+      total = await this.cachedTotal(page.organizationId, binding, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(countParams, countWhere, EXACT_ESTIMATE_CAP));
+    } else {
+      total = await this.cachedTotal(page.organizationId, binding, TOTAL_CACHE_MS, () => this.users.count(countParams, countWhere));
+    }
     const pageRows = rows.slice(0, limit);
     if (page.withRoles && pageRows.length > 0) {
       const roles = await this.users.rolesOfUsers(page.organizationId, pageRows.map((r) => r.id));
