@@ -1,4 +1,5 @@
 import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { UsersRepository } from '../apps/api/src/modules/users/users.repository';
 
 /**
  * GET /users (offset and keyset mode), GET /users/search, POST /users/bulk and tenant isolation
@@ -458,22 +459,33 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
     });
 
     it('totals: a page that reaches the end carries the exact total; a page with more after it, the counted one', async () => {
+      // Observed (not replaced): which answers needed a count statement.
+      const repository = t.app.get(UsersRepository);
+      const counts = [jest.spyOn(repository, 'count'), jest.spyOn(repository, 'countOrEstimate')];
+      const countsMade = () => counts.reduce((n, spy) => n + spy.mock.calls.length, 0);
       const one = await search({ q: `${tg} zephyr alice` });
       expect(one.pagination).toMatchObject({ has_more: false, next_cursor: null, total_estimate: 1 });
       const none = await search({ q: `${tg} nosuchword` });
       expect(none.pagination).toMatchObject({ has_more: false, total_estimate: 0 });
-      const firstOfThree = await search({ q: tg, limit: 2 });
+      expect(countsMade()).toBe(0);
+      // A query no earlier test made, so that no total is cached for it yet.
+      const all = `${tg} ${tg.slice(2)}`;
+      const firstOfThree = await search({ q: all, limit: 2 });
       expect(firstOfThree.pagination).toMatchObject({ has_more: true, total_estimate: 6 });
       // Offset mode: the last page knows the total; a page past the end counts it.
-      const last = await list({ search: tg, limit: 4, offset: 4 });
+      expect(countsMade()).toBe(1);
+      const last = await list({ search: all, limit: 4, offset: 4 });
       expect({ n: last.data.length, pagination: last.pagination }).toMatchObject({ n: 2, pagination: { total: 6, has_more: false } });
-      const past = await list({ search: tg, limit: 4, offset: 10 });
+      expect(countsMade()).toBe(1);
+      const past = await list({ search: all, limit: 4, offset: 10 });
       expect({ n: past.data.length, pagination: past.pagination }).toMatchObject({ n: 0, pagination: { total: 6, has_more: false } });
-      const middle = await list({ search: tg, limit: 2, offset: 2 });
+      const middle = await list({ search: all, limit: 2, offset: 2 });
       expect(middle.pagination).toMatchObject({ total: 6, has_more: true });
       // The database agrees.
       const [row] = await t.sql<{ n: number }>(`SELECT count(*)::int AS n FROM users WHERE organization_id = $1 AND email LIKE $2 AND deleted_at IS NULL`, [orgId, `${tg}%`]);
       expect(row!.n).toBe(6);
+      expect(countsMade()).toBe(2); // the page past the end; the middle page reuses its total
+      for (const spy of counts) spy.mockRestore();
     });
 
     it('text is lower-cased by the database, as the index is: q and contains find non-ASCII names as written', async () => {

@@ -1,16 +1,17 @@
 import { DataSource, EntityManager } from 'typeorm';
 
-type PgQueryable = { query: (q: { name: string; text: string; values: unknown[] }) => Promise<{ rows: unknown[]; rowCount: number | null }> };
+type PgQueryable = { query: (q: { name?: string; text: string; values: unknown[] }) => Promise<{ rows: unknown[]; rowCount: number | null }> };
 
 /**
  * Runs a fixed SQL text as a named prepared statement on the connection at hand (the transaction's
  * when a manager is given, the pool's otherwise): PostgreSQL parses and plans it once per
  * connection instead of on every call. Only for static SQL texts: the name identifies the text.
+ * Without a name the statement is unnamed: PostgreSQL plans it for its values on every call.
  */
 export async function preparedQuery<T>(
   dataSource: DataSource,
   manager: Pick<EntityManager, 'query'> | undefined,
-  name: string,
+  name: string | undefined,
   text: string,
   values: unknown[],
 ): Promise<{ rows: T[]; rowCount: number }> {
@@ -20,6 +21,6 @@ export async function preparedQuery<T>(
     const rows = (await manager!.query(text, values)) as T[];
     return { rows, rowCount: rows.length };
   }
-  const result = await target.query({ name, text, values });
+  const result = await target.query(name === undefined ? { text, values } : { name, text, values });
   return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
 }

@@ -469,9 +469,8 @@ export class UsersRepository {
   }
 
   /** A statement built from a request's shape: named and prepared, or planned per call (SqlParams.planPerCall). */
-  private async shaped<T>(text: string, params: SqlParams): Promise<{ rows: T[] }> {
-    if (params.planPerCall) return { rows: (await this.dataSource.query(text, params.values)) as T[] };
-    return preparedQuery<T>(this.dataSource, undefined, statementName(text), text, params.values);
+  private shaped<T>(text: string, params: SqlParams): Promise<{ rows: T[] }> {
+    return preparedQuery<T>(this.dataSource, undefined, params.planPerCall ? undefined : statementName(text), text, params.values);
   }
 
   /** Exact count when it is below `cap`; otherwise the planner's estimate (never less than `cap`). */
