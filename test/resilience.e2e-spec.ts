@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { bootstrapToken, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
 
 describe('Resilience and hygiene', () => {
   describe('with Redis configured but unreachable', () => {
@@ -25,6 +25,50 @@ describe('Resilience and hygiene', () => {
       await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${token}`).expect(200);
       const revoked = await t.http().get('/v2/users').set('Authorization', `Bearer ${token}`).expect(401);
       expect(revoked.body.error.code).toBe('AUTH_TOKEN_INVALID');
+    });
+  });
+
+  describe('with a statement timeout (DATABASE_STATEMENT_TIMEOUT_MS)', () => {
+    let t: TestApp;
+    let token: string;
+    beforeAll(async () => {
+      // Migrations ran at start under this timeout too: they are exempt from it.
+      t = await createTestApp({ DATABASE_STATEMENT_TIMEOUT_MS: '400' });
+      token = await bootstrapToken(t);
+    });
+    afterAll(async () => {
+      await t.close();
+    });
+
+    it('a statement that runs too long is cancelled: 503 SERVICE_UNAVAILABLE, nothing written, the API keeps serving', async () => {
+      const auth = { Authorization: `Bearer ${token}` };
+      const created = await t.http().post('/v2/users').set(auth).send({ email: 'slow@example.com', first_name: 'Before', last_name: 'Lock' }).expect(201);
+      const id = created.body.id as string;
+      const etag = created.headers.etag as string;
+      // Another session holds the user's row: the update waits for it until its statement times out.
+      const holder = t.dataSource.createQueryRunner();
+      await holder.connect();
+      await holder.startTransaction();
+      try {
+        await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [id]);
+        const slow = await t.http().put(`/v2/users/${id}`).set(auth).send({ first_name: 'After' });
+        expect({ status: slow.status, code: slow.body.error?.code }).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE' });
+        expect(slow.body.error.message).toContain('DATABASE_STATEMENT_TIMEOUT_MS');
+        expect(slow.body.error.request_id).toEqual(expect.any(String));
+      } finally {
+        await holder.rollbackTransaction();
+        await holder.release();
+      }
+      // Nothing was written: same name, same ETag, no user.updated.
+      const read = await t.http().get(`/v2/users/${id}`).set(auth).expect(200);
+      expect({ first_name: read.body.first_name, etag: read.headers.etag }).toEqual({ first_name: 'Before', etag });
+      const events = await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.updated' AND data->'user'->>'id' = $1`, [id]);
+      expect(events).toHaveLength(0);
+      // The cancelled statement's connection went back to the pool in working order.
+      for (let i = 0; i < 12; i++) {
+        const ok = await t.http().put(`/v2/users/${id}`).set(auth).send({ first_name: `After${i}` });
+        expect({ i, status: ok.status }).toEqual({ i, status: 200 });
+      }
     });
   });
 

@@ -46,7 +46,12 @@ export class AppModule {
         ConfigModule.forRoot(config),
         // The request logger is Fastify's own (see create-app.ts): no per-request middleware.
         LoggerModule.forRoot({ pinoHttp: loggerOptions(config), useExisting: true, forRoutes: [] }),
-        DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize, logErrors: config.logLevel !== 'silent' }),
+        DatabaseModule.forRoot({
+          url: databaseUrl,
+          poolSize: config.databasePoolSize,
+          statementTimeoutMs: config.databaseStatementTimeoutMs,
+          logErrors: config.logLevel !== 'silent',
+        }),
         EventsModule,
         HealthModule,
         IdempotencyModule,

@@ -10,6 +10,8 @@ import { TransactionRunner } from './transaction-runner';
 export interface DatabaseOptions {
   url: string;
   poolSize: number;
+  /** statement_timeout of every connection (0: none). */
+  statementTimeoutMs: number;
   logErrors: boolean;
 }
 
@@ -30,7 +32,13 @@ export class DatabaseModule {
           migrationsRun: true,
           migrationsTransactionMode: 'each',
           namingStrategy: new SnakeNamingStrategy(),
-          extra: { max: options.poolSize, application_name: 'user-management-api' },
+          extra: {
+            max: options.poolSize,
+            application_name: 'user-management-api',
+            // Sent at connection start: no round trip per query. A statement that runs longer is
+            // cancelled by PostgreSQL (its transaction rolls back) and answers 503.
+            ...(options.statementTimeoutMs > 0 ? { statement_timeout: options.statementTimeoutMs } : {}),
+          },
           logging: options.logErrors ? ['error'] : false,
           retryAttempts: 3,
           retryDelay: 500,

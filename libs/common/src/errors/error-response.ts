@@ -61,6 +61,10 @@ export function renderError(exception: unknown, requestId: string): RenderedErro
     details = exception.options.details;
     retryAfter = exception.options.retryAfter;
     Object.assign(headers, exception.options.headers ?? {});
+  } else if (isStatementTimeout(exception)) {
+    status = 503;
+    code = 'SERVICE_UNAVAILABLE';
+    message = 'The database did not finish this request in time (DATABASE_STATEMENT_TIMEOUT_MS); the step it cancelled changed nothing. Retry, or narrow the query';
   } else if (exception instanceof HttpException) {
     status = exception.getStatus();
     code = STATUS_FALLBACK[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'MALFORMED_REQUEST');
@@ -90,6 +94,16 @@ export function renderError(exception: unknown, requestId: string): RenderedErro
   error.request_id = requestId;
   error.timestamp = timestamp;
   return { status, headers, body: { error }, unexpected: status >= 500 };
+}
+
+/**
+ * PostgreSQL cancelled the statement (SQLSTATE 57014: statement_timeout, or an operator's
+ * pg_cancel_backend), as node-postgres reports it or wrapped by TypeORM (driverError).
+ */
+function isStatementTimeout(value: unknown): boolean {
+  if (!(value instanceof Error)) return false;
+  const withCode = value as Error & { code?: unknown; driverError?: { code?: unknown } };
+  return withCode.code === '57014' || withCode.driverError?.code === '57014';
 }
 
 function isFastifyError(value: unknown): value is FastifyLikeError {
