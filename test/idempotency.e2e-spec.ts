@@ -1,10 +1,12 @@
 import { bootstrapToken, createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { createHash } from 'node:crypto';
 import { IdempotencyPruner } from '../apps/api/src/modules/idempotency/idempotency-pruner';
 import { IdempotencyRepository } from '../apps/api/src/modules/idempotency/idempotency.repository';
 
 /**
  * CONTRACT §2: every authenticated POST honours Idempotency-Key (users and bulk are covered in the
- * users suites); secrets shown once are never stored and are left out of a replay.
+ * users suites); secrets shown once are never stored and are left out of a replay; a replay repeats
+ * the headers that describe the result; bodies are compared as parsed JSON.
  */
 describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
   let t: TestApp;
@@ -106,6 +108,63 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
     expect(replay.headers['idempotent-replayed']).toBe('true');
   });
 
+  it('POST /users: a replay has the first response\'s status, body, ETag, Location and Content-Type, but its own X-Request-Id', async () => {
+    const body = { email: 'idem-headers@example.com', first_name: 'H', last_name: 'R' };
+    const first = await post('/users', body, 'user-headers').expect(201);
+    expect(first.headers.etag).toMatch(/^"user_.+\.v\d+"$/);
+    expect(first.headers.location).toBe(`/v2/users/${first.body.id}`);
+    const again = await post('/users', body, 'user-headers').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.etag).toBe(first.headers.etag);
+    expect(again.headers.location).toBe(first.headers.location);
+    expect(again.headers['content-type']).toBe(first.headers['content-type']);
+    expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
+    expect(await t.sql('SELECT id FROM users WHERE email = $1', [body.email])).toHaveLength(1);
+  });
+
+  it('bodies are compared as parsed JSON: reordered keys or other whitespace replay; another value or array order is 422', async () => {
+    const raw = (path: string, json: string, key: string) =>
+      t.http().post(`/v2${path}`).set(auth()).set('Idempotency-Key', key).set('Content-Type', 'application/json').send(json);
+    const first = await raw('/users', '{"email":"idem-order@example.com","first_name":"A","last_name":"B"}', 'user-order').expect(201);
+    for (const json of ['{"last_name":"B","first_name":"A","email":"idem-order@example.com"}', '{ "first_name": "A",\n  "email": "idem-order@example.com", "last_name": "B" }']) {
+      const again = await raw('/users', json, 'user-order').expect(201);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body).toEqual(first.body);
+      expect(again.headers.etag).toBe(first.headers.etag);
+    }
+    const other = await raw('/users', '{"last_name":"C","first_name":"A","email":"idem-order@example.com"}', 'user-order').expect(422);
+    expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await t.sql("SELECT id FROM users WHERE email = 'idem-order@example.com'")).toHaveLength(1);
+
+    // Nested objects are sorted too; arrays keep their order.
+    const a = { email: 'idem-order-1@example.com', first_name: 'A', last_name: 'B' };
+    const b = { email: 'idem-order-2@example.com', first_name: 'C', last_name: 'D' };
+    const batch = await post('/users/bulk', { users: [a, b], options: { fail_on_error: true } }, 'bulk-order').expect(200);
+    const reordered = await post('/users/bulk', { options: { fail_on_error: true }, users: [{ last_name: 'B', first_name: 'A', email: a.email }, { last_name: 'D', email: b.email, first_name: 'C' }] }, 'bulk-order').expect(200);
+    expect(reordered.headers['idempotent-replayed']).toBe('true');
+    expect(reordered.body).toEqual(batch.body);
+    const swapped = await post('/users/bulk', { users: [b, a], options: { fail_on_error: true } }, 'bulk-order').expect(422);
+    expect(swapped.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await t.sql('SELECT id FROM users WHERE email = ANY($1)', [[a.email, b.email]])).toHaveLength(2);
+  });
+
+  it('a record stored before headers and canonical hashing were kept (bare body, hash of the body as sent) still replays', async () => {
+    const org = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM roles LIMIT 1'))[0]!.organization_id;
+    const body = { permissions: ['user:read'], name: 'idem-legacy' };
+    const hash = createHash('sha256').update(`POST /v2/roles\n${JSON.stringify(body)}`).digest('hex');
+    await t.sql(
+      "INSERT INTO idempotency_keys (organization_id, key, request_hash, response_status, response_body) VALUES ($1, 'legacy-1', $2, 201, $3::jsonb)",
+      [org, hash, JSON.stringify({ id: 'role_legacy', name: 'idem-legacy' })],
+    );
+    const again = await post('/roles', body, 'legacy-1').expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual({ id: 'role_legacy', name: 'idem-legacy' });
+    expect(again.headers.etag).toBeUndefined();
+    expect((await post('/roles', { ...body, name: 'idem-legacy-2' }, 'legacy-1').expect(422)).body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await t.sql("SELECT id FROM roles WHERE name LIKE 'idem-legacy%'")).toHaveLength(0);
+  });
+
   it('keys are per organization: another organization with the same key and body gets its own result', async () => {
     const org = (await post('/admin/organizations', { name: 'Second Idem', plan: 'professional' }, 'org-2').expect(201)).body;
     const other = (await t.http().post('/v2/auth/token').send({ grant_type: 'client_credentials', api_key: org.api_key.key }).expect(200)).body.access_token;
@@ -166,9 +225,9 @@ describe('Idempotency-Key on every authenticated POST (CONTRACT §2)', () => {
     // The first request finishes late: neither its answer nor its failure touches the new claim.
     await records.complete(org, 'takeover-1', first!, 201, { from: 'first' });
     await records.release(org, 'takeover-1', first!);
-    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: null, response_body: null });
+    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: null, response_body: null, response_headers: {} });
     await records.complete(org, 'takeover-1', second!, 201, { from: 'second' });
-    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: 201, response_body: { from: 'second' } });
+    expect(await records.find(org, 'takeover-1')).toEqual({ request_hash: 'h', response_status: 201, response_body: { from: 'second' }, response_headers: {} });
   });
 
   it('expired records are pruned in the background (oldest first, young ones kept)', async () => {

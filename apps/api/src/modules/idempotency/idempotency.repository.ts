@@ -1,10 +1,29 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 
+export type ReplayHeaders = Record<string, string | string[]>;
+
 export interface IdempotencyRecord {
   request_hash: string;
   response_status: number | null;
   response_body: unknown;
+  /** Headers of the first response that a replay repeats (ETag, Location…); {} for older records. */
+  response_headers: ReplayHeaders;
+}
+
+/**
+ * The response_body column holds { "$replay": 1, body, headers }; records written before headers
+ * were kept hold the bare body. No top-level field of an API response starts with "$", so the two
+ * cannot be confused.
+ */
+const ENVELOPE = '$replay';
+
+function unwrap(stored: unknown): { body: unknown; headers: ReplayHeaders } {
+  if (stored !== null && typeof stored === 'object' && !Array.isArray(stored) && (stored as Record<string, unknown>)[ENVELOPE] === 1) {
+    const { body, headers } = stored as { body?: unknown; headers?: unknown };
+    return { body: body ?? null, headers: headers && typeof headers === 'object' ? (headers as ReplayHeaders) : {} };
+  }
+  return { body: stored, headers: {} };
 }
 
 /** SQL of the Idempotency-Key records (CONTRACT §2). */
@@ -50,15 +69,18 @@ export class IdempotencyRepository {
     const rows = (await this.dataSource.query(
       `SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE organization_id = $1 AND key = $2`,
       [organizationId, key],
-    )) as IdempotencyRecord[];
-    return rows[0];
+    )) as { request_hash: string; response_status: number | null; response_body: unknown }[];
+    const row = rows[0];
+    if (!row) return undefined;
+    const { body, headers } = unwrap(row.response_body);
+    return { request_hash: row.request_hash, response_status: row.response_status, response_body: body, response_headers: headers };
   }
 
-  async complete(organizationId: string, key: string, claim: string, status: number, body: unknown): Promise<void> {
+  async complete(organizationId: string, key: string, claim: string, status: number, body: unknown, headers: ReplayHeaders = {}): Promise<void> {
     await this.dataSource.query(
       `UPDATE idempotency_keys SET response_status = $4, response_body = $5::jsonb
         WHERE organization_id = $1 AND key = $2 AND created_at = $3::timestamptz AND response_status IS NULL`,
-      [organizationId, key, claim, status, JSON.stringify(body ?? null)],
+      [organizationId, key, claim, status, JSON.stringify({ [ENVELOPE]: 1, body: body ?? null, headers })],
     );
   }
 
