@@ -41,6 +41,29 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(row!.password_hash).toMatch(/^\$argon2id\$v=19\$m=7168,t=5,p=1\$/);
   });
 
+  it('a body that is not an object is 400 MALFORMED_REQUEST; null, out-of-range numbers and null options are refused, never stored altered', async () => {
+    const user = (await create(newUser()).expect(201)).body;
+    const raw = (method: 'post' | 'put' | 'patch', path: string, body: string) =>
+      t.http()[method](path).set(auth()).set('Content-Type', 'application/json').send(body);
+    for (const [method, path] of [['post', '/v2/users'], ['put', `/v2/users/${user.id}`], ['patch', `/v2/users/${user.id}`], ['post', '/v2/users/bulk']] as const) {
+      for (const body of ['null', '[]', '"text"', '42']) {
+        const res = await raw(method, path, body);
+        expect({ method, path, body, status: res.status, code: res.body.error?.code }).toEqual({ method, path, body, status: 400, code: 'MALFORMED_REQUEST' });
+      }
+    }
+    const nullMetadata = await create(newUser({ metadata: null })).expect(422);
+    expect(nullMetadata.body.error.details[0].field).toBe('metadata');
+    const huge = await raw('post', '/v2/users', JSON.stringify(newUser()).replace(/}$/, ',"metadata":{"n":1e999}}')).expect(422);
+    expect(huge.body.error.details[0]).toMatchObject({ field: 'metadata.n', code: 'NUMBER_OUT_OF_RANGE' });
+    for (const options of [null, [], 'yes']) {
+      const res = await t.http().post('/v2/users/bulk').set(auth()).send({ users: [newUser()], options }).expect(422);
+      expect(res.body.error.details.map((d: { field: string }) => d.field)).toContain('options');
+    }
+    // Nothing was written by any of these.
+    const [row] = await t.sql<{ version: number; first_name: string }>('SELECT version, first_name FROM users WHERE id = $1', [user.id]);
+    expect(row).toEqual({ version: 1, first_name: user.first_name });
+  });
+
   it('GET /users/{id} returns roles with permissions and their union; include=preferences adds preferences', async () => {
     const created = (await create(newUser({ role: 'moderator' })).expect(201)).body;
     const res = await t.http().get(`/v2/users/${created.id}`).set(auth()).expect(200);
@@ -79,6 +102,32 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(missing.body.error.code).toBe('MISSING_REQUIRED_FIELD');
     expect(missing.body.error.details.map((d: { field: string }) => d.field).sort()).toEqual(['email', 'last_name']);
     expect(await t.sql('SELECT 1 FROM users WHERE email = $1', ['invalid-email'])).toHaveLength(0);
+  });
+
+  it('concurrent deletes without If-Match: one succeeds, the others find no user (404), none is 409; a delete racing an update still deletes', async () => {
+    for (const soft of [true, false]) {
+      const user = (await create(newUser()).expect(201)).body;
+      const statuses = await Promise.all(
+        Array.from({ length: 10 }, () => t.http().delete(`/v2/users/${user.id}${soft ? '?soft_delete=true' : ''}`).set(auth()).then((r) => `${r.status} ${r.body.error?.code ?? ''}`.trim())),
+      );
+      expect({ soft, statuses: statuses.sort() }).toEqual({ soft, statuses: ['200', ...Array(9).fill('404 USER_NOT_FOUND')] });
+    }
+    const racing = (await create(newUser()).expect(201)).body;
+    const [deleted, ...updates] = await Promise.all([
+      t.http().delete(`/v2/users/${racing.id}?soft_delete=true`).set(auth()),
+      ...Array.from({ length: 5 }, (_, i) => t.http().put(`/v2/users/${racing.id}`).set(auth()).send({ first_name: `Racer${i}` })),
+    ]);
+    expect(deleted!.status).toBe(200);
+    for (const u of updates) expect([200, 404]).toContain(u.status);
+    const [row] = await t.sql<{ deleted_at: Date | null; status: string }>('SELECT deleted_at, status FROM users WHERE id = $1', [racing.id]);
+    expect(row!.deleted_at).not.toBeNull();
+    expect(row!.status).toBe('deleted');
+    // With a stale If-Match it is still 409.
+    const stale = (await create(newUser()).expect(201)).body;
+    const etag = (await t.http().get(`/v2/users/${stale.id}`).set(auth()).expect(200)).headers.etag as string;
+    await t.http().put(`/v2/users/${stale.id}`).set(auth()).send({ first_name: 'Moved' }).expect(200);
+    const conflict = await t.http().delete(`/v2/users/${stale.id}?soft_delete=true`).set(auth()).set('If-Match', etag).expect(409);
+    expect(conflict.body.error.code).toBe('CONCURRENT_UPDATE');
   });
 
   it('stores Unicode names byte-exact', async () => {

@@ -406,6 +406,32 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       await same('filters with q', { q: `${tg} zephyr`, ...f({ role: 'moderator' }) }, idsOf('bob'));
     });
 
+    it('metadata values compare with their JSON type; ne also matches users without the key', async () => {
+      const other = tag();
+      const mk = async (name: string, metadata: Record<string, unknown>) =>
+        (await createUser({ email: `${other}${name}@example.com`, first_name: name, last_name: 'Typed', metadata })).id;
+      const num = await mk('num', { v: 10 });
+      const str = await mk('str', { v: '10' });
+      const bool = await mk('bool', { v: true });
+      const strTrue = await mk('strtrue', { v: 'true' });
+      const none = await mk('none', {});
+      const find = async (filter: unknown) => sorted(ids(await search({ q: other, limit: 100, filters: JSON.stringify({ 'metadata.v': filter }) })));
+      expect(await find({ eq: 10 })).toEqual([num]);
+      expect(await find(10)).toEqual([num]);
+      expect(await find({ eq: '10' })).toEqual([str]);
+      expect(await find({ in: [10] })).toEqual([num]);
+      expect(await find({ in: [10, '10'] })).toEqual(sorted([num, str]));
+      expect(await find({ eq: true })).toEqual([bool]);
+      expect(await find({ eq: 'true' })).toEqual([strTrue]);
+      expect(await find({ ne: 10 })).toEqual(sorted([str, bool, strTrue, none]));
+      expect(await find({ ne: 99 })).toEqual(sorted([num, str, bool, strTrue, none]));
+      expect(await find({ ne: 'zz' })).toEqual(sorted([num, str, bool, strTrue, none]));
+      expect(await find({ gte: 10 })).toEqual([num]);
+      expect(await find({ gt: '0' })).toEqual(sorted([str, strTrue]));
+      const res = await get(`/v2/users/search?${qs({ filters: JSON.stringify({ 'metadata.v': { gt: true } }) })}`);
+      expectError(res, 400, 'INVALID_FILTER', 'gt on a boolean');
+    });
+
     it('sort as a JSON array or a comma list; fields as a JSON array or a comma list', async () => {
       const expected = idsOf('frank', 'erin', 'dave', 'carol', 'bob', 'alice');
       expect(await find({ sort: JSON.stringify(['last_name:asc', 'first_name:desc']) })).toEqual(expected);
@@ -762,6 +788,49 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       });
       expect({ status: allGood.status, body: allGood.body }).toMatchObject({ status: 200, body: { summary: { total: 2, successful: 2, failed: 0 } } });
       expect(await countUsers()).toBe(countBefore + 2);
+    });
+
+    it('each item stands alone: a bad string fails only its item; with fail_on_error a taken email is named as such, not rolled back', async () => {
+      const tg = tag();
+      const taken = await createUser({ email: `${tg}taken@example.com`, first_name: 'Taken', last_name: 'Already' });
+      const mixed = await bulk({
+        users: [
+          { email: `${tg}n1@example.com`, first_name: 'Nul\u0000', last_name: 'Byte' },
+          { email: `${tg}n2@example.com`, first_name: 'Fine', last_name: 'One' },
+          { email: `${tg}n3@example.com`, first_name: 'Lone \ud800', last_name: 'Surrogate' },
+        ],
+      });
+      expect(mixed.status).toBe(200);
+      expect(mixed.body.results.map((r: { success: boolean; error?: { code: string } }) => r.error?.code ?? 'ok')).toEqual(['VALIDATION_ERROR', 'ok', 'VALIDATION_ERROR']);
+      expect(mixed.body.results[0].error.details[0]).toMatchObject({ field: 'first_name', code: 'INVALID_CHARACTER' });
+      expect(await t.sql('SELECT 1 FROM users WHERE email LIKE $1', [`${tg}n%`])).toHaveLength(1);
+
+      const allOrNothing = await bulk({
+        users: [
+          { email: 'nope', first_name: 'Bad', last_name: 'Email' },
+          { email: taken.email.toUpperCase(), first_name: 'Dup', last_name: 'Taken' },
+          { email: `${tg}fresh@example.com`, first_name: 'Fresh', last_name: 'One' },
+        ],
+        options: { fail_on_error: true },
+      });
+      expect(allOrNothing.status).toBe(422);
+      expect(allOrNothing.body.results.map((r: { error: { code: string } }) => r.error.code)).toEqual(['VALIDATION_ERROR', 'DUPLICATE_EMAIL', 'ROLLED_BACK']);
+      expect(await t.sql('SELECT 1 FROM users WHERE email = $1', [`${tg}fresh@example.com`])).toHaveLength(0);
+    });
+
+    it('emails compare as the unique index compares them (lower-cased by PostgreSQL): in a batch, in filters', async () => {
+      const tg = tag();
+      // "İ" (U+0130) and "i̇" (i + U+0307): JavaScript lower-cases the first into the second; PostgreSQL does not.
+      const dotted = `${tg}\u0130@example.com`;
+      const combining = `${tg}i\u0307@example.com`;
+      const res = await bulk({ users: [{ email: dotted, first_name: 'Dotted', last_name: 'Capital' }, { email: combining, first_name: 'Combining', last_name: 'Dot' }] });
+      expect({ status: res.status, summary: res.body.summary }).toEqual({ status: 200, summary: { total: 2, successful: 2, failed: 0 } });
+      const [a, b] = res.body.results.map((r: { user: { id: string } }) => r.user.id);
+      const f = (filters: unknown) => ({ filters: JSON.stringify(filters) });
+      expect(ids(await search(f({ email: dotted })))).toEqual([a]);
+      expect(ids(await search(f({ email: { eq: ` ${combining} ` } })))).toEqual([b]);
+      expect(sorted(ids(await search(f({ email: { in: [dotted, combining] } }))))).toEqual(sorted([a, b]));
+      expect(ids(await search(f({ email: { in: [dotted] } })))).toEqual([a]);
     });
 
     it('size and shape: 101 or 0 users are 422 VALIDATION_ERROR, a missing users is 400 MISSING_REQUIRED_FIELD', async () => {

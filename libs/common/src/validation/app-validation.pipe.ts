@@ -58,13 +58,14 @@ export class AppValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     const validatesClass = metadata.metatype !== undefined && this.toValidate(metadata);
     if (metadata.type === 'body' && validatesClass) {
-      if (value === undefined || value === null) value = {};
-      if (typeof value !== 'object' || Array.isArray(value)) {
+      // No body at all validates as an empty object; JSON `null` is a body that is not an object (CONTRACT §3).
+      if (value === undefined) value = {};
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
         throw new AppException('MALFORMED_REQUEST', 'The request body must be a JSON object');
       }
     }
     if ((metadata.type === 'body' || metadata.type === 'query') && value !== null && typeof value === 'object') {
-      const problem = findUnstorableText(value);
+      const problem = metadata.type === 'body' ? bodyProblem(value, metadata.metatype) : findUnstorableText(value);
       if (problem !== undefined) {
         throw new AppException('VALIDATION_ERROR', 'The request contains invalid data', {
           status: metadata.type === 'query' ? 400 : 422,
@@ -84,6 +85,24 @@ export class AppValidationPipe extends ValidationPipe {
       throw error;
     }
   }
+}
+
+/**
+ * A body class may name one array field whose items stand alone (`static readonly itemsCheckedOneByOne`,
+ * POST /users/bulk's `users`): a bad string in one item is that item's error, found by the service,
+ * not the request's. Nesting too deep is still the request's (nothing else may walk it).
+ */
+function bodyProblem(body: object, metatype: ArgumentMetadata['metatype']): ErrorDetail | undefined {
+  const itemsField = (metatype as { itemsCheckedOneByOne?: string } | undefined)?.itemsCheckedOneByOne;
+  const items = itemsField ? (body as Record<string, unknown>)[itemsField] : undefined;
+  if (!itemsField || !Array.isArray(items)) return findUnstorableText(body);
+  const rest = findUnstorableText({ ...body, [itemsField]: undefined });
+  if (rest) return rest;
+  for (let i = 0; i < items.length; i++) {
+    const problem = findUnstorableText(items[i]);
+    if (problem?.code === 'TOO_DEEP') return { ...problem, field: problem.field === '(body)' ? `${itemsField}.${i}` : `${itemsField}.${i}.${problem.field}` };
+  }
+  return undefined;
 }
 
 function isEmptyObject(value: unknown): boolean {
@@ -149,14 +168,14 @@ const UNPAIRED_SURROGATE = /\p{Cs}/u;
 /**
  * The first thing in a request's JSON that cannot be stored as sent: U+0000 (PostgreSQL text
  * cannot hold it), an unpaired UTF-16 surrogate (not Unicode: it would change on the way to UTF-8
- * or be refused by jsonb), or nesting deeper than MAX_JSON_DEPTH. Walks without recursion, so a
+ * or be refused by jsonb), a number out of range (1e999), or nesting deeper than MAX_JSON_DEPTH. Walks without recursion, so a
  * hostile body cannot exhaust the stack here.
  */
 export function findUnstorableText(root: unknown): ErrorDetail | undefined {
   const stack: { value: unknown; path: string; depth: number }[] = [{ value: root, path: '', depth: 0 }];
   while (stack.length > 0) {
     const { value, path, depth } = stack.pop()!;
-    const problem = typeof value === 'string' ? textProblem(value) : undefined;
+    const problem = typeof value === 'string' ? textProblem(value) : typeof value === 'number' ? numberProblem(value) : undefined;
     if (problem) return { field: path || '(body)', ...problem };
     if (value === null || typeof value !== 'object') continue;
     if (depth >= MAX_JSON_DEPTH) {
@@ -170,6 +189,11 @@ export function findUnstorableText(root: unknown): ErrorDetail | undefined {
     }
   }
   return undefined;
+}
+
+/** JSON.parse reads 1e999 as Infinity, which JSON cannot hold: it would be stored as null. */
+function numberProblem(n: number): { issue: string; code: string } | undefined {
+  return Number.isFinite(n) ? undefined : { issue: 'Numbers must be finite (this one is out of range)', code: 'NUMBER_OUT_OF_RANGE' };
 }
 
 function textProblem(text: string): { issue: string; code: string } | undefined {

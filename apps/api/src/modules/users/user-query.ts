@@ -202,8 +202,13 @@ function compile(field: string, type: FieldType, metadataKey: string | undefined
     case 'string':
     case 'email': {
       const column = type === 'email' ? 'u.email_lower' : field === 'id' ? 'u.id' : `u.${field}`;
-      const norm = (v: unknown) => (type === 'email' ? String(v).trim().toLowerCase() : String(v));
-      if (op === 'in') return `${column} = ANY(${params.p(list(isString, 'strings').map(norm))}::text[])`;
+      // Emails compare as the unique index does: trimmed, then lower-cased by PostgreSQL.
+      const norm = (v: unknown) => (type === 'email' ? String(v).trim() : String(v));
+      const bind = (v: unknown) => (type === 'email' ? `lower(${params.p(norm(v))})` : params.p(norm(v)));
+      if (op === 'in') {
+        const values = params.p(list(isString, 'strings').map(norm));
+        return type === 'email' ? `${column} = ANY(ARRAY(SELECT lower(v) FROM unnest(${values}::text[]) AS v))` : `${column} = ANY(${values}::text[])`;
+      }
       if (typeof value !== 'string') throw filterError(field, 'Expected a string', value);
       if (op === 'contains') {
         const pattern = params.p(`%${escapeLike(value)}%`);
@@ -214,7 +219,7 @@ function compile(field: string, type: FieldType, metadataKey: string | undefined
         if (TRIGRAM_INDEXED.has(field)) return `(u.${field} ILIKE ${pattern} AND ${SEARCH_EXPRESSION} LIKE lower(${pattern}))`;
         return `${column} ILIKE ${pattern}`;
       }
-      return `${column} ${COMPARE[op]} ${params.p(norm(value))}`;
+      return `${column} ${COMPARE[op]} ${bind(value)}`;
     }
     case 'role': {
       const names = op === 'in' ? list(isString, 'role names') : [value];
@@ -261,23 +266,27 @@ function compile(field: string, type: FieldType, metadataKey: string | undefined
       return `${column} ${sqlOp} ${params.p(bound)}::timestamptz`;
     }
     case 'metadata': {
+      // Values compare with their JSON type: 10 matches the number 10, not the string "10"; true
+      // matches the boolean, not the string "true". `ne` (like `ne` on a string) also matches users
+      // without the key or with a value of another type.
       const key = params.p(metadataKey);
-      const scalar = (v: unknown) => ['string', 'number', 'boolean'].includes(typeof v);
-      if (op === 'in') return `u.metadata->>${key} = ANY(${params.p(list(scalar, 'scalars').map(String))}::text[])`;
+      const scalar = (v: unknown) => typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+      const json = (v: unknown) => params.p(JSON.stringify(v));
+      if (op === 'in') return `u.metadata->${key} IN (SELECT jsonb_array_elements(${json(list(scalar, 'strings, numbers or booleans'))}::jsonb))`;
       if (!scalar(value)) throw filterError(field, 'Expected a string, number or boolean', value);
       if (op === 'contains') {
         if (typeof value !== 'string') throw filterError(field, '"contains" takes a string', value);
         return `u.metadata->>${key} ILIKE ${params.p(`%${escapeLike(value)}%`)}`;
       }
+      if (op === 'eq') return `u.metadata->${key} = ${json(value)}::jsonb`;
+      if (op === 'ne') return `(u.metadata->${key} IS NULL OR u.metadata->${key} <> ${json(value)}::jsonb)`;
       if (typeof value === 'number') {
         const num = `(CASE WHEN jsonb_typeof(u.metadata->${key}) = 'number' THEN (u.metadata->>${key})::numeric END)`;
         return `${num} ${COMPARE[op]} ${params.p(value)}::numeric`;
       }
-      if (op === 'eq' || op === 'ne') {
-        const cond = `u.metadata->>${key} = ${params.p(String(value))}`;
-        return op === 'eq' ? cond : `(u.metadata->>${key} IS NULL OR NOT ${cond})`;
-      }
-      return `u.metadata->>${key} ${COMPARE[op]} ${params.p(String(value))}`;
+      if (typeof value === 'boolean') throw filterError(field, `"${op}" takes a number or a string`, value);
+      const text = `(CASE WHEN jsonb_typeof(u.metadata->${key}) = 'string' THEN u.metadata->>${key} END)`;
+      return `${text} ${COMPARE[op]} ${params.p(value)}`;
     }
   }
 }

@@ -138,8 +138,8 @@ export class UsersRepository {
 
   /** The user with this email (any case), with every role: what a sign-in needs, in one prepared query. */
   async findByEmail(organizationId: string, email: string): Promise<UserRecord | undefined> {
-    const text = `${SELECT_DETAILED} WHERE u.organization_id = $1 AND u.email_lower = $2`;
-    return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email', text, [organizationId, email.trim().toLowerCase()])).rows[0];
+    const text = `${SELECT_DETAILED} WHERE u.organization_id = $1 AND u.email_lower = lower($2)`;
+    return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email_v2', text, [organizationId, email.trim()])).rows[0];
   }
 
   /**
@@ -274,6 +274,13 @@ export class UsersRepository {
     const { r_id, r_name, r_display_name, r_permissions, ...inserted } = row;
     const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
     return { role, user: inserted.id === null ? undefined : (inserted as UserRecord) };
+  }
+
+  /** The emails lower-cased by PostgreSQL, as the unique index on email_lower compares them, in order. */
+  async lowerEmails(emails: string[]): Promise<string[]> {
+    if (emails.length === 0) return [];
+    const rows: { l: string }[] = await this.dataSource.query(`SELECT lower(e) AS l FROM unnest($1::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n`, [emails]);
+    return rows.map((r) => r.l);
   }
 
   /** Emails (lower-cased) among these that already belong to a user of the organization. */

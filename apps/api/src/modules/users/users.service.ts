@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, expectedVersion, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
+import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -71,6 +71,13 @@ export interface BulkItemResult {
   success: boolean;
   user?: Record<string, unknown>;
   error?: { code: string; message: string; details?: unknown };
+}
+
+/** A bulk item that passed validation, with its email as the unique index compares it. */
+interface BulkCandidate {
+  index: number;
+  dto: CreateUserDto;
+  emailKey: string;
 }
 
 @Injectable()
@@ -282,6 +289,19 @@ export class UsersService {
    * permanent delete, which also takes a soft-deleted user away for good.
    */
   async delete(organizationId: string, id: string, soft: boolean, ifMatch?: string): Promise<{ deleted_at: string }> {
+    // Without If-Match, a request that lost a race reads the user again: gone (or already soft
+    // deleted) is 404, changed meanwhile is deleted on its new version. 409 is for a stale If-Match.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.deleteOnce(organizationId, id, soft, ifMatch);
+      } catch (error) {
+        const lostRace = error instanceof AppException && error.code === 'CONCURRENT_UPDATE' && ifMatch === undefined;
+        if (!lostRace || attempt === 5) throw error;
+      }
+    }
+  }
+
+  private async deleteOnce(organizationId: string, id: string, soft: boolean, ifMatch: string | undefined): Promise<{ deleted_at: string }> {
     const current = await this.get(organizationId, id, { includeDeleted: !soft });
     const expected = this.assertIfMatch(current, ifMatch);
     const deletedAt = new Date();
@@ -527,6 +547,11 @@ export class UsersService {
         results[index]!.error = { code: 'VALIDATION_ERROR', message: 'Each user must be a JSON object' };
         return;
       }
+      const unstorable = findUnstorableText(raw);
+      if (unstorable) {
+        results[index]!.error = { code: 'VALIDATION_ERROR', message: 'The user contains invalid data', details: [unstorable] };
+        return;
+      }
       const item = plainToInstance(CreateUserDto, raw);
       const errors = validateSync(item, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length > 0) {
@@ -537,16 +562,19 @@ export class UsersService {
       valid.push({ index, dto: item });
     });
 
+    // Emails compare as the unique index compares them: lower-cased by PostgreSQL (JavaScript's
+    // lower case differs for a few characters, such as the dotted capital I).
+    const emailKeys = await this.users.lowerEmails(valid.map((v) => v.dto.email));
     const seen = new Set<string>();
-    const candidates: { index: number; dto: CreateUserDto }[] = [];
-    for (const v of valid) {
-      const key = v.dto.email.toLowerCase();
+    const candidates: BulkCandidate[] = [];
+    for (const [i, v] of valid.entries()) {
+      const key = emailKeys[i]!;
       if (seen.has(key)) {
         results[v.index]!.error = { code: 'DUPLICATE_EMAIL', message: 'This email appears earlier in the batch' };
         continue;
       }
       seen.add(key);
-      candidates.push(v);
+      candidates.push({ ...v, emailKey: key });
     }
     const roleRefs = [...new Set(candidates.map((c) => c.dto.role ?? DEFAULT_ROLE_NAME))];
     const knownRoles = await this.roles.findAll(organizationId, roleRefs);
@@ -570,7 +598,7 @@ export class UsersService {
     organizationId: string,
     dto: BulkCreateUsersDto,
     results: BulkItemResult[],
-    candidates: { index: number; dto: CreateUserDto }[],
+    candidates: BulkCandidate[],
     knownRoles: Map<string, RoleSummary>,
     passwordHashes: Map<number, string>,
     capacity: number,
@@ -580,19 +608,19 @@ export class UsersService {
     // Taken emails are found by the insert itself (ON CONFLICT). Only a monthly-active-users limit
     // needs them beforehand, so that they do not use up the capacity.
     const existing = Number.isFinite(capacity)
-      ? await this.users.existingEmails(organizationId, candidates.map((c) => c.dto.email.toLowerCase()), manager)
+      ? await this.users.existingEmails(organizationId, candidates.map((c) => c.emailKey), manager)
       : new Set<string>();
     const createdAt = new Date();
     const toInsert: { index: number; user: NewUser; role: RoleSummary; welcome: boolean }[] = [];
     for (const c of candidates) {
       const role = knownRoles.get(c.dto.role ?? DEFAULT_ROLE_NAME);
-      if (capacity < 1 && role && !existing.has(c.dto.email.toLowerCase())) {
+      if (capacity < 1 && role && !existing.has(c.emailKey)) {
         results[c.index]!.error = { code: 'QUOTA_EXCEEDED', message: 'The plan allows no more monthly active users this month' };
         continue;
       }
       if (!role) {
         results[c.index]!.error = { code: 'INVALID_ROLE', message: `Unknown role: ${c.dto.role}` };
-      } else if (existing.has(c.dto.email.toLowerCase())) {
+      } else if (existing.has(c.emailKey)) {
         results[c.index]!.error = EMAIL_TAKEN;
       } else {
         capacity -= 1;
@@ -614,7 +642,16 @@ export class UsersService {
     }
 
     const anyFailed = () => results.some((r, i) => !r.success && r.error && !toInsert.some((t) => t.index === i));
-    if (failOnError && anyFailed()) return this.bulkRolledBack(results, toInsert.map((t) => t.index));
+    if (failOnError && anyFailed()) {
+      // Nothing is inserted; still name the items whose email is taken, rather than "rolled back".
+      const taken = Number.isFinite(capacity)
+        ? existing
+        : await this.users.existingEmails(organizationId, toInsert.map((t) => candidates.find((c) => c.index === t.index)!.emailKey), manager);
+      for (const t of toInsert) {
+        if (taken.has(candidates.find((c) => c.index === t.index)!.emailKey)) results[t.index]!.error = EMAIL_TAKEN;
+      }
+      return this.bulkRolledBack(results, toInsert.map((t) => t.index));
+    }
 
     // What each new user looks like: the response items and user.created events come from this, so
     // nothing is read back.

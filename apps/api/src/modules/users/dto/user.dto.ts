@@ -41,24 +41,24 @@ export class CreateUserDto {
   last_name!: string;
 
   @ApiPropertyOptional({ example: 'user', description: 'Primary role: a role name or id of the organization (default `user`)' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 100)
   role?: string;
 
   @ApiPropertyOptional({ description: 'Write-only; hashed with argon2id', minLength: 8, maxLength: 256 })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(8, 256)
   password?: string;
 
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   send_welcome_email?: boolean;
 
   @ApiPropertyOptional({ example: { department: 'marketing' }, description: 'A JSON object of at most 16 KiB' })
-  @IsOptional()
+  @IsOmittable()
   @IsObject()
   @MaxJsonSize(16 * 1024)
   metadata?: Record<string, unknown>;
@@ -184,17 +184,20 @@ export class DeleteUserQuery {
 
 export class BulkOptionsDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   send_welcome_emails?: boolean;
 
   @ApiPropertyOptional({ description: 'true: all or nothing' })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   fail_on_error?: boolean;
 }
 
 export class BulkCreateUsersDto {
+  /** Each user is validated on its own (CONTRACT §8): AppValidationPipe leaves their strings to the service. */
+  static readonly itemsCheckedOneByOne = 'users';
+
   @ApiProperty({ type: [CreateUserDto], minItems: 1, maxItems: 100 })
   @IsDefined()
   @IsArray()
@@ -203,7 +206,8 @@ export class BulkCreateUsersDto {
   users!: unknown[];
 
   @ApiPropertyOptional({ type: BulkOptionsDto })
-  @IsOptional()
+  @IsOmittable()
+  @IsObject()
   @ValidateNested()
   @Type(() => BulkOptionsDto)
   options?: BulkOptionsDto;
