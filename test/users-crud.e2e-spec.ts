@@ -51,6 +51,17 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
         expect({ method, path, body, status: res.status, code: res.body.error?.code }).toEqual({ method, path, body, status: 400, code: 'MALFORMED_REQUEST' });
       }
     }
+    // Bytes that are not UTF-8 are refused, not stored as U+FFFD.
+    const invalidUtf8 = Buffer.concat([Buffer.from(`{"email":"b${Date.now()}@example.com","first_name":"A`), Buffer.from([0xff, 0xfe]), Buffer.from('","last_name":"B"}')]);
+    // (serialize: send the bytes as they are, not supertest's JSON of a Buffer)
+    const sendBytes = (body: Buffer, type = 'application/json') =>
+      t.http().post('/v2/users').set(auth()).set('Content-Type', type).serialize((b: unknown) => b as string).send(body);
+    const bytes = await sendBytes(invalidUtf8);
+    expect({ status: bytes.status, code: bytes.body.error?.code }).toEqual({ status: 400, code: 'MALFORMED_REQUEST' });
+    const utf8 = await sendBytes(Buffer.from(JSON.stringify(newUser({ first_name: 'Zoë 🦊' }))), 'application/json; charset=utf-8').expect(201);
+    expect(utf8.body.first_name).toBe('Zoë 🦊');
+    const proto = await raw('post', '/v2/users', '{"__proto__":{"x":1},"email":"p@example.com","first_name":"A","last_name":"B"}');
+    expect({ status: proto.status, code: proto.body.error?.code }).toEqual({ status: 400, code: 'MALFORMED_REQUEST' });
     const nullMetadata = await create(newUser({ metadata: null })).expect(422);
     expect(nullMetadata.body.error.details[0].field).toBe('metadata');
     const huge = await raw('post', '/v2/users', JSON.stringify(newUser()).replace(/}$/, ',"metadata":{"n":1e999}}')).expect(422);

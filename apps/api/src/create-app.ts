@@ -2,10 +2,11 @@ import compress from '@fastify/compress';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
-import { clientErrorHandler, configureHttp, frameworkErrorHandler, MAX_PARAM_LENGTH, requestIdFor } from '@app/common';
+import { AppException, clientErrorHandler, configureHttp, frameworkErrorHandler, MAX_PARAM_LENGTH, requestIdFor } from '@app/common';
 import { AppConfig } from '@app/config';
 import { Logger } from 'nestjs-pino';
 import helmet, { HelmetOptions } from 'helmet';
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppModule, loggerOptions } from './app.module';
 import { setupOpenApi } from './openapi';
@@ -41,6 +42,7 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
     bodyParser: false,
   });
   app.useLogger(app.get(Logger));
+  refuseInvalidUtf8(app);
   configureHttp(app, { docsUrl: `${config.publicBaseUrl}/docs` });
   // One line per request, after the answer: method, url, status, time.
   app.getHttpAdapter().getInstance().addHook('onResponse', (request, reply, done) => {
@@ -67,6 +69,25 @@ export async function createApp(config: AppConfig, databaseUrl: string): Promise
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return app;
+}
+
+/**
+ * JSON bodies must be UTF-8: Fastify's own parser would turn invalid bytes into U+FFFD and store
+ * them so (a name would not come back as sent). The body is read as bytes, checked, then parsed by
+ * Fastify's parser with the same rules (prototype poisoning refused).
+ */
+function refuseInvalidUtf8(app: NestFastifyApplication): void {
+  const fastify = app.getHttpAdapter().getInstance();
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer;
+    if (!isUtf8(bytes)) {
+      done(new AppException('MALFORMED_REQUEST', 'The body is not valid UTF-8'), undefined);
+      return;
+    }
+    parseJson(request, bytes.toString('utf8'), done);
+  });
 }
 
 /**
