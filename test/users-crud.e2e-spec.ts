@@ -109,6 +109,9 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
     expect(meta.body.error.details[0]).toMatchObject({ field: 'metadata', code: 'TOO_LARGE' });
     const role = await create(newUser({ role: 'overlord' })).expect(422);
     expect(role.body.error.code).toBe('INVALID_ROLE');
+    const wrongType = await create(newUser({ password: 12345 })).expect(422);
+    // A wrong type is reported as one (not as "too long"); a password is never echoed back.
+    expect(wrongType.body.error.details).toEqual([{ field: 'password', issue: 'password must be a string', code: 'INVALID_TYPE' }]);
     const missing = await create({ first_name: 'A', email: 'bad' }).expect(400);
     expect(missing.body.error.code).toBe('MISSING_REQUIRED_FIELD');
     expect(missing.body.error.details.map((d: { field: string }) => d.field).sort()).toEqual(['email', 'last_name']);
@@ -500,6 +503,52 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       await t.http().put(`/v2/users/${user.id}`).set(auth()).send({ status: 'suspended' }).expect(200);
       await t.http().get('/v2/users/me').set('Authorization', `Bearer ${session.access_token}`).expect(401);
       await login(password, user.email).expect(401);
+    });
+
+    it('suspending or soft-deleting a user ends their sessions: after reactivation or restore the old refresh token stays dead', async () => {
+      const refresh = (token: string) => t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: token });
+      for (const [end, back] of [
+        [(id: string) => t.http().put(`/v2/users/${id}`).set(auth()).send({ status: 'suspended' }).expect(200), (id: string) => t.http().put(`/v2/users/${id}`).set(auth()).send({ status: 'active' }).expect(200)],
+        [(id: string) => t.http().delete(`/v2/users/${id}?soft_delete=true`).set(auth()).expect(200), (id: string) => t.http().post(`/v2/users/${id}/restore`).set(auth()).expect(200)],
+      ] as const) {
+        const user = (await create({ ...newUser(), password }).expect(201)).body;
+        const session = (await login(password, user.email).expect(200)).body;
+        await end(user.id);
+        await back(user.id);
+        const old = await refresh(session.refresh_token).expect(401);
+        expect(old.body.error.code).toBe('AUTH_TOKEN_INVALID');
+        await t.http().get('/v2/users/me').set('Authorization', `Bearer ${session.access_token}`).expect(401);
+        const [row] = await t.sql<{ live: number }>('SELECT count(*)::int AS live FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL', [user.id]);
+        expect(row!.live).toBe(0);
+        // Signing in again works.
+        await login(password, user.email).expect(200);
+      }
+    });
+
+    it('POST /auth/refresh: of concurrent refreshes with one token, exactly one gets a new token', async () => {
+      const user = (await create({ ...newUser(), password }).expect(201)).body;
+      const session = (await login(password, user.email).expect(200)).body;
+      const answers = await Promise.all(Array.from({ length: 10 }, () => t.http().post('/v2/auth/refresh').set('Authorization', `Bearer ${session.access_token}`)));
+      expect(answers.map((a) => a.status).sort()).toEqual([200, ...Array(9).fill(401)]);
+      const fresh = answers.find((a) => a.status === 200)!.body.access_token as string;
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${fresh}`).expect(200);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${session.access_token}`).expect(401);
+    });
+
+    it("POST /auth/revoke: an end user cannot revoke another user's tokens; the organization's key can", async () => {
+      const bob = (await create({ ...newUser(), password }).expect(201)).body;
+      const carol = (await create({ ...newUser(), password }).expect(201)).body;
+      const bobSession = (await login(password, bob.email).expect(200)).body;
+      const carolSession = (await login(password, carol.email).expect(200)).body;
+      for (const token of [carolSession.refresh_token, carolSession.access_token]) {
+        await t.http().post('/v2/auth/revoke').set('Authorization', `Bearer ${bobSession.access_token}`).send({ token }).expect(200);
+      }
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${carolSession.access_token}`).expect(200);
+      const rotated = (await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: carolSession.refresh_token }).expect(200)).body;
+      // The organization's API-key token may.
+      await t.http().post('/v2/auth/revoke').set(auth()).send({ token: rotated.refresh_token }).expect(200);
+      await t.http().post('/v2/auth/token').send({ grant_type: 'refresh_token', refresh_token: rotated.refresh_token }).expect(401);
+      await t.http().get('/v2/users/me').set('Authorization', `Bearer ${bobSession.access_token}`).expect(200);
     });
 
     it('repeated failures lock the account with 429 ACCOUNT_LOCKED and retry_after', async () => {

@@ -111,6 +111,8 @@ function isEmptyObject(value: unknown): boolean {
   return true;
 }
 
+const TYPE_CHECKS = new Set(['isString', 'isBoolean', 'isObject', 'isArray', 'isInt', 'isNumber', 'isDate']);
+
 export function toAppException(errors: ValidationError[], source: ArgumentMetadata['type']): AppException {
   const details: ErrorDetail[] = [];
   let missing = false;
@@ -123,7 +125,8 @@ export function toAppException(errors: ValidationError[], source: ArgumentMetada
       details.push({ field: path, issue: 'This field is required', code: 'REQUIRED' });
       continue;
     }
-    const name = names.find((n) => n !== 'isDefined') ?? names[0] ?? 'invalid';
+    // A value of the wrong type is reported as such (not as "too long" by a length rule that also failed).
+    const name = names.find((n) => TYPE_CHECKS.has(n)) ?? names.find((n) => n !== 'isDefined') ?? names[0] ?? 'invalid';
     let contextCode = (error.contexts?.[name] as { code?: string } | undefined)?.code;
     if (name === 'isLength') contextCode = /shorter/.test(constraints[name] ?? '') ? 'TOO_LONG' : 'TOO_SHORT';
     const detail: ErrorDetail = {

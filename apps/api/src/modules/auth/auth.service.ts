@@ -80,9 +80,9 @@ export class AuthService {
    */
   async refresh(auth: AuthContext): Promise<TokenResponse> {
     const current = auth.subjectType === 'user' ? await this.logins.currentScopes(auth.organizationId, auth.subject, auth.sessionId) : undefined;
-    const issued = await this.tokens.issue(auth.organizationId, auth.subject, current?.scopes ?? auth.scopes, auth.sessionId, current?.rolesReadAt);
-    await this.tokens.revoke(auth);
-    return issued;
+    // The presented token is spent first, once: of concurrent refreshes with it, one gets a new token.
+    if (!(await this.tokens.revokeOnce(auth))) throw new AppException('AUTH_TOKEN_INVALID', 'The token has been revoked');
+    return this.tokens.issue(auth.organizationId, auth.subject, current?.scopes ?? auth.scopes, auth.sessionId, current?.rolesReadAt);
   }
 
   /**
@@ -92,14 +92,16 @@ export class AuthService {
    */
   async revoke(auth: AuthContext, token: string | undefined): Promise<void> {
     if (!token) return this.tokens.revoke(auth);
-    if (token.startsWith('rt_')) return this.logins.revokeRefreshToken(auth.organizationId, token);
+    // An end user revokes only their own tokens; the organization's API-key tokens, any of its tokens.
+    const owner = auth.subjectType === 'user' ? auth.subject : undefined;
+    if (token.startsWith('rt_')) return this.logins.revokeRefreshToken(auth.organizationId, token, owner);
     let target: AuthContext;
     try {
       target = await this.tokens.verify(token);
     } catch {
       return; // RFC 7009: an invalid, expired or already revoked token needs no revoking.
     }
-    if (target.organizationId === auth.organizationId) await this.tokens.revoke(target);
+    if (target.organizationId === auth.organizationId && (owner === undefined || target.subject === owner)) await this.tokens.revoke(target);
   }
 
   private async clientCredentials(body: TokenRequestDto): Promise<TokenResponse> {

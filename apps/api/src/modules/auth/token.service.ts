@@ -122,6 +122,11 @@ export class TokenService {
   async revoke(auth: Pick<AuthContext, 'tokenId' | 'organizationId' | 'expiresAt'>): Promise<void> {
     await this.denylist.revokeToken(auth.tokenId, auth.organizationId, auth.expiresAt);
   }
+
+  /** Revokes the token; false when another request had revoked it already. */
+  revokeOnce(auth: Pick<AuthContext, 'tokenId' | 'organizationId' | 'expiresAt'>): Promise<boolean> {
+    return this.denylist.revokeTokenOnce(auth.tokenId, auth.organizationId, auth.expiresAt);
+  }
 }
 
 /** When the token was issued, in ms: `iat_ms` when it agrees with `iat` (our tokens), else `iat`'s second. */

@@ -60,7 +60,9 @@ export class CredentialTokensRepository {
     await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE organization_id = $1 AND session_id = $2 AND revoked_at IS NULL`, [organizationId, sessionId]);
   }
 
-  async revokeUserRefreshTokens(manager: Queryable, organizationId: string, userId: string): Promise<void> {
+  /** Ends every session of the user: their refresh tokens stop working (on `manager`'s transaction, when given). */
+  async revokeUserRefreshTokens(manager: Queryable | undefined, organizationId: string, userId: string): Promise<void> {
+    manager ??= this.dataSource;
     await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE organization_id = $1 AND user_id = $2 AND revoked_at IS NULL`, [organizationId, userId]);
   }
 

@@ -139,15 +139,16 @@ export class UserLoginService {
   }
 
   /**
-   * Ends the session of a refresh token of this organization: its refresh tokens and the access
-   * tokens issued in it stop working at once. An unknown, foreign or spent token is left alone
+   * Ends the session of a refresh token of this organization (with `owner`, only one of that user's):
+   * its refresh tokens and the access tokens issued in it stop working at once. An unknown, foreign
+   * or spent token is left alone
    * (RFC 7009: nothing to revoke, and nothing to tell).
    */
-  async revokeRefreshToken(organizationId: string, presented: string): Promise<void> {
+  async revokeRefreshToken(organizationId: string, presented: string, owner?: string): Promise<void> {
     const hash = this.masterKey.hmac(REFRESH_PURPOSE, presented);
     const sessionId = await this.transactions.run(async (manager) => {
       const row = await this.tokens.lockRefreshToken(manager, hash);
-      if (!row || row.organization_id !== organizationId) return undefined;
+      if (!row || row.organization_id !== organizationId || (owner !== undefined && row.user_id !== owner)) return undefined;
       await this.tokens.revokeSession(manager, row.organization_id, row.session_id);
       return row.session_id;
     });

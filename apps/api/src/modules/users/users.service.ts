@@ -26,6 +26,7 @@ import {
   textSearchConditions,
 } from './user-query';
 import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
+import { CredentialTokensRepository } from './credential-tokens.repository';
 import { NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
@@ -93,6 +94,7 @@ export class UsersService {
     private readonly denylist: TokenDenylist,
     private readonly organizations: OrganizationsService,
     private readonly passwords: PasswordHasher,
+    private readonly credentials: CredentialTokensRepository,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
@@ -279,9 +281,15 @@ export class UsersService {
     return user;
   }
 
-  /** A user who may no longer sign in loses their tokens at once. */
+  /**
+   * A user who may no longer sign in loses their tokens at once: access tokens, and the refresh
+   * tokens of every session, so that reactivating them does not bring an old session back.
+   */
   private async afterUpdate(organizationId: string, id: string, changes: Record<string, unknown>): Promise<void> {
-    if (changes.status === 'suspended' || changes.status === 'inactive') await this.denylist.revokeSubject(id, organizationId);
+    if (changes.status === 'suspended' || changes.status === 'inactive') {
+      await this.credentials.revokeUserRefreshTokens(undefined, organizationId, id);
+      await this.denylist.revokeSubject(id, organizationId);
+    }
   }
 
   /**
@@ -311,6 +319,8 @@ export class UsersService {
           await this.users.update(manager, organizationId, id, { status: 'deleted', deleted_at: deletedAt, status_before_delete: current.status }, current.version)
         : await this.users.delete(manager, organizationId, id, expected);
       if (!done) throw new AppException('CONCURRENT_UPDATE', 'The user was changed by another request; fetch it again');
+      // A restore must not bring the deleted user's sessions back (a hard delete removes them).
+      if (soft) await this.credentials.revokeUserRefreshTokens(manager, organizationId, id);
       await this.events.publish(manager, organizationId, 'user.deleted', {
         user: soft ? { id, email: current.email } : { id },
         soft_delete: soft,

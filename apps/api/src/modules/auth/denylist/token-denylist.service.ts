@@ -44,6 +44,19 @@ export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationS
     await this.redisSet(`deny:jti:${jti}`, '1', Math.max(1, expiresAt.getTime() - Date.now()));
   }
 
+  /**
+   * Revokes the token unless it is revoked already; true for the one caller that revoked it. Of
+   * concurrent POST /auth/refresh calls with one token, only that one is answered a new token.
+   */
+  async revokeTokenOnce(jti: string, organizationId: string, expiresAtSec: number): Promise<boolean> {
+    const expiresAt = new Date(expiresAtSec * 1000);
+    const result = await this.revokedTokens.createQueryBuilder().insert().values({ jti, organizationId, expiresAt }).orIgnore().returning('jti').execute();
+    const first = Array.isArray(result.raw) && result.raw.length > 0;
+    this.tokens.set(jti, expiresAt.getTime());
+    await this.redisSet(`deny:jti:${jti}`, '1', Math.max(1, expiresAt.getTime() - Date.now()));
+    return first;
+  }
+
   async revokeSubject(subject: string, organizationId: string, at = new Date()): Promise<void> {
     await this.revokedSubjects.upsert({ subject, organizationId, revokedAt: at }, ['subject']);
     this.subjects.set(subject, at.getTime());
