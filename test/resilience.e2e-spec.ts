@@ -33,7 +33,7 @@ describe('Resilience and hygiene', () => {
     let token: string;
     beforeAll(async () => {
       // Migrations ran at start under this timeout too: they are exempt from it.
-      t = await createTestApp({ DATABASE_STATEMENT_TIMEOUT_MS: '400' });
+      t = await createTestApp({ DATABASE_STATEMENT_TIMEOUT_MS: '1500' });
       token = await bootstrapToken(t);
     });
     afterAll(async () => {

@@ -304,7 +304,7 @@ export class UsersService {
         return await this.deleteOnce(organizationId, id, soft, ifMatch);
       } catch (error) {
         const lostRace = error instanceof AppException && error.code === 'CONCURRENT_UPDATE' && ifMatch === undefined;
-        if (!lostRace || attempt === 5) throw error;
+        if (!lostRace || attempt === 10) throw error;
       }
     }
   }
