@@ -428,6 +428,11 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       expect(updated.body).toMatchObject({ first_name: 'Me', preferences: { theme: 'light' } });
       await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ role: 'admin' }).expect(422);
       await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ status: 'active' }).expect(422);
+      // PATCH is the same as PUT: only what is sent changes.
+      const patched = await t.http().patch('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ last_name: 'Patched' }).expect(200);
+      expect(patched.body).toMatchObject({ id: me.body.id, first_name: 'Me', last_name: 'Patched', preferences: { theme: 'light' } });
+      await t.http().patch('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ email_verified: true }).expect(422);
+      await t.http().put('/v2/users/me').set('Authorization', `Bearer ${res.body.access_token}`).send({ last_name: me.body.last_name }).expect(200);
       await t.drainEvents();
       const logins = await t.sql<{ data: Record<string, unknown>; occurred_at: Date }>(
         `SELECT data, occurred_at FROM outbox_events WHERE type = 'user.login' AND data->'user'->>'email' = $1 ORDER BY seq`,

@@ -64,10 +64,18 @@ export class UsersController {
     return mapUserDetail(user, { preferences: true });
   }
 
+  @Patch('me')
+  @Scopes('update:own_profile')
+  @ApiHeader(IF_MATCH_HEADER)
+  @ApiOperation({ summary: 'Same as PUT /users/me' })
+  patchMe(@CurrentAuth() auth: AuthContext, @Body() body: UpdateOwnProfileDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return this.updateMe(auth, body, ifMatch, reply);
+  }
+
   @Put('me')
   @Scopes('update:own_profile')
   @ApiHeader(IF_MATCH_HEADER)
-  @ApiOperation({ summary: 'Update your own names, metadata and preferences (never role, status or email_verified)' })
+  @ApiOperation({ summary: 'Update your own names, metadata and preferences (never role, status or email_verified); PATCH is the same' })
   async updateMe(@CurrentAuth() auth: AuthContext, @Body() body: UpdateOwnProfileDto, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
     const user = await this.users.update(auth.organizationId, auth.subject, body, ifMatch);
     void reply.header('ETag', etagOf(user));
