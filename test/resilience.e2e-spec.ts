@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withoutStatementTimeout } from '@app/database';
 import { bootstrapToken, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { MigrationInterface, QueryRunner } from 'typeorm';
 
 describe('Resilience and hygiene', () => {
   describe('with Redis configured but unreachable', () => {
@@ -38,6 +40,36 @@ describe('Resilience and hygiene', () => {
     });
     afterAll(async () => {
       await t.close();
+    });
+
+    it('migrations run without it: a step longer than the timeout completes inside a migration, and is cancelled outside one', async () => {
+      class SlowStep1764239999999 implements MigrationInterface {
+        name = 'SlowStep1764239999999';
+        async up(q: QueryRunner): Promise<void> {
+          await q.query('SELECT pg_sleep(1.7)');
+        }
+        async down(): Promise<void> {}
+      }
+      const run = async (migration: MigrationInterface) => {
+        const runner = t.dataSource.createQueryRunner();
+        await runner.connect();
+        await runner.startTransaction();
+        try {
+          await migration.up(runner);
+          await runner.commitTransaction();
+          return 'done';
+        } catch (error) {
+          await runner.rollbackTransaction();
+          return (error as { driverError?: { code?: string } }).driverError?.code ?? String(error);
+        } finally {
+          await runner.release();
+        }
+      };
+      expect(await run(new SlowStep1764239999999())).toBe('57014');
+      const Exempt = withoutStatementTimeout(SlowStep1764239999999);
+      const exempt = new Exempt();
+      expect(exempt.name).toBe('SlowStep1764239999999');
+      expect(await run(exempt)).toBe('done');
     });
 
     it('a statement that runs too long is cancelled: 503 SERVICE_UNAVAILABLE, nothing written, the API keeps serving', async () => {

@@ -18,7 +18,7 @@ import { UserRolesJsonFunction1764231600000 } from './1764231600000-UserRolesJso
  * building an index on a large table may take minutes. Each migration runs in a transaction of its
  * own (migrationsTransactionMode 'each'), which SET LOCAL lasts for.
  */
-function withoutStatementTimeout<T extends new () => MigrationInterface>(Migration: T): T {
+export function withoutStatementTimeout<T extends new () => MigrationInterface>(Migration: T): T {
   return class extends (Migration as new () => MigrationInterface) {
     override async up(q: QueryRunner): Promise<void> {
       await q.query('SET LOCAL statement_timeout = 0');

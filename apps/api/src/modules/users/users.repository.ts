@@ -139,7 +139,7 @@ export class UsersRepository {
   /** The user with this email (any case), with every role: what a sign-in needs, in one prepared query. */
   async findByEmail(organizationId: string, email: string): Promise<UserRecord | undefined> {
     const text = `${SELECT_DETAILED} WHERE u.organization_id = $1 AND u.email_lower = lower($2)`;
-    return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email_v2', text, [organizationId, email.trim()])).rows[0];
+    return (await preparedQuery<UserRecord>(this.dataSource, undefined, 'users_find_by_email', text, [organizationId, email.trim()])).rows[0];
   }
 
   /**

@@ -621,7 +621,7 @@ export class UsersService {
       ? await this.users.existingEmails(organizationId, candidates.map((c) => c.emailKey), manager)
       : new Set<string>();
     const createdAt = new Date();
-    const toInsert: { index: number; user: NewUser; role: RoleSummary; welcome: boolean }[] = [];
+    const toInsert: { index: number; emailKey: string; user: NewUser; role: RoleSummary; welcome: boolean }[] = [];
     for (const c of candidates) {
       const role = knownRoles.get(c.dto.role ?? DEFAULT_ROLE_NAME);
       if (capacity < 1 && role && !existing.has(c.emailKey)) {
@@ -636,6 +636,7 @@ export class UsersService {
         capacity -= 1;
         toInsert.push({
           index: c.index,
+          emailKey: c.emailKey,
           role,
           welcome: (dto.options?.send_welcome_emails ?? false) || (c.dto.send_welcome_email ?? false),
           user: {
@@ -654,11 +655,9 @@ export class UsersService {
     const anyFailed = () => results.some((r, i) => !r.success && r.error && !toInsert.some((t) => t.index === i));
     if (failOnError && anyFailed()) {
       // Nothing is inserted; still name the items whose email is taken, rather than "rolled back".
-      const taken = Number.isFinite(capacity)
-        ? existing
-        : await this.users.existingEmails(organizationId, toInsert.map((t) => candidates.find((c) => c.index === t.index)!.emailKey), manager);
+      const taken = Number.isFinite(capacity) ? existing : await this.users.existingEmails(organizationId, toInsert.map((t) => t.emailKey), manager);
       for (const t of toInsert) {
-        if (taken.has(candidates.find((c) => c.index === t.index)!.emailKey)) results[t.index]!.error = EMAIL_TAKEN;
+        if (taken.has(t.emailKey)) results[t.index]!.error = EMAIL_TAKEN;
       }
       return this.bulkRolledBack(results, toInsert.map((t) => t.index));
     }

@@ -40,8 +40,7 @@ export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationS
   async revokeToken(jti: string, organizationId: string, expiresAtSec: number): Promise<void> {
     const expiresAt = new Date(expiresAtSec * 1000);
     await this.revokedTokens.upsert({ jti, organizationId, expiresAt }, ['jti']);
-    this.tokens.set(jti, expiresAt.getTime());
-    await this.redisSet(`deny:jti:${jti}`, '1', Math.max(1, expiresAt.getTime() - Date.now()));
+    await this.denyHere(jti, expiresAt);
   }
 
   /**
@@ -52,9 +51,14 @@ export class TokenDenylist implements OnApplicationBootstrap, BeforeApplicationS
     const expiresAt = new Date(expiresAtSec * 1000);
     const result = await this.revokedTokens.createQueryBuilder().insert().values({ jti, organizationId, expiresAt }).orIgnore().returning('jti').execute();
     const first = Array.isArray(result.raw) && result.raw.length > 0;
+    await this.denyHere(jti, expiresAt);
+    return first;
+  }
+
+  /** A revoked token, known at once to this instance and (through Redis) to the others. */
+  private async denyHere(jti: string, expiresAt: Date): Promise<void> {
     this.tokens.set(jti, expiresAt.getTime());
     await this.redisSet(`deny:jti:${jti}`, '1', Math.max(1, expiresAt.getTime() - Date.now()));
-    return first;
   }
 
   async revokeSubject(subject: string, organizationId: string, at = new Date()): Promise<void> {
