@@ -30,11 +30,15 @@ describe('Running the API as a process (CONTRACT §1)', () => {
   }, 120_000);
 
   it('refuses to start with invalid configuration and says why', async () => {
-    const start = startApiProcess({ LOG_LEVEL: 'loud', PASSWORD_HASH_MEMORY_KIB: '4096', BOOTSTRAP_API_KEY: `sk_test_${'a'.repeat(129)}`, DATA_DIR: dataDir }, 15_000);
+    const start = startApiProcess(
+      { LOG_LEVEL: 'loud', PASSWORD_HASH_MEMORY_KIB: '4096', BOOTSTRAP_API_KEY: `sk_test_${'a'.repeat(129)}`, SEARCH_STATS_REFRESH_SECONDS: '-1', DATA_DIR: dataDir },
+      15_000,
+    );
     await expect(start).rejects.toThrow(/exited with 1/);
     // Every problem is named, with what is allowed.
     await expect(start).rejects.toThrow(/LOG_LEVEL must be one of/);
     await expect(start).rejects.toThrow(/PASSWORD_HASH_MEMORY_KIB must be one of 47104, 19456, 12288, 9216, 7168 \(got "4096"\)/);
+    await expect(start).rejects.toThrow(/SEARCH_STATS_REFRESH_SECONDS must be an integer between 0 and 86400 \(got "-1"\)/);
     // A bootstrap key that authentication would never accept is refused at start, not at first use.
     await expect(start).rejects.toThrow(/BOOTSTRAP_API_KEY must match sk_\(live\|test\)_\[A-Za-z0-9\]\{24,128\}/);
   });

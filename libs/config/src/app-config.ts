@@ -9,6 +9,8 @@ export interface AppConfig {
   databasePoolSize: number;
   /** PostgreSQL's statement_timeout for the API's connections (0: none); migrations run without it. */
   databaseStatementTimeoutMs: number;
+  /** How often the API samples search-text trigram frequencies (0: never; searches then look up whole words). */
+  searchStatsRefreshSeconds: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -115,6 +117,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     databasePoolSize: int('DATABASE_POOL_SIZE', 10, 1, 200),
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    searchStatsRefreshSeconds: int('SEARCH_STATS_REFRESH_SECONDS', 600, 0, 86_400),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     redisKeyPrefix: str('REDIS_KEY_PREFIX') ?? 'um:',
     logLevel: logLevel as AppConfig['logLevel'],

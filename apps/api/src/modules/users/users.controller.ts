@@ -49,7 +49,9 @@ export class UsersController {
     summary: 'Advanced search: q, filters, multi-key sort, fields, cursor (seed §7.4)',
     description:
       '`q` (every word must appear in the names or the email) and `contains` on first_name, last_name or email are case-insensitive ' +
-      '(PostgreSQL lower-cases both sides) and use the trigram index. `total_estimate` is exact below 1,000 matches and when the first page holds every match; cursor pages repeat the first page\'s.',
+      '(PostgreSQL lower-cases both sides) and use the trigram index. For a printable-ASCII word the index may look up only its rare part (trigram frequencies sampled every ' +
+      'SEARCH_STATS_REFRESH_SECONDS), and each row found is checked for the whole word: the results are the same. ' +
+      '`total_estimate` is exact below 1,000 matches and when the first page holds every match; cursor pages repeat the first page\'s.',
   })
   search(@CurrentAuth() auth: AuthContext, @Query() query: SearchUsersQuery) {
     return this.users.search(auth.organizationId, query);

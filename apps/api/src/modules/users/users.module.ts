@@ -9,6 +9,7 @@ import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
 import { CredentialTokensRepository } from './credential-tokens.repository';
 import { PasswordHasher } from './password-hasher';
+import { SearchTrigramStats } from './search-trigram-stats.service';
 import { UserLoginService } from './user-login.service';
 import { UsersController } from './users.controller';
 import { UsersRepository } from './users.repository';
@@ -22,7 +23,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher],
-  exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats],
+  exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService, SearchTrigramStats],
 })
 export class UsersModule {}

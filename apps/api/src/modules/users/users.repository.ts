@@ -4,7 +4,7 @@ import type { DomainEvent } from '@app/events';
 import { createHash } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { RoleSummary } from '../roles/roles.repository';
-import { SqlParams } from './user-query';
+import { SEARCH_EXPRESSION, SqlParams } from './user-query';
 
 /** A users row as the queries below return it (snake_case, with the primary role's name). */
 export interface UserRecord {
@@ -492,6 +492,25 @@ export class UsersRepository {
       'QUERY PLAN': { Plan: { 'Plan Rows': number } }[];
     }[];
     return Math.max(cap, Math.round(row!['QUERY PLAN'][0]!.Plan['Plan Rows']));
+  }
+
+  /**
+   * Trigram frequencies of the search text (SEARCH_EXPRESSION) over a sample of about `pages` of
+   * the users table's pages, every organization's rows: the trigram index is one for all of them,
+   * so its lists are as long as the table's counts (SearchTrigramStats).
+   */
+  async sampleSearchTrigrams(pages: number): Promise<{ rows: number; counts: Record<string, number> }> {
+    const [size] = (await this.dataSource.query(
+      `SELECT (pg_relation_size('users') / current_setting('block_size')::int)::int AS pages`,
+    )) as { pages: number }[];
+    const percent = Math.min(100, (100 * pages) / Math.max(size!.pages, 1));
+    const [sample] = (await this.dataSource.query(
+      `WITH s AS MATERIALIZED (SELECT ${SEARCH_EXPRESSION} AS d FROM users u TABLESAMPLE SYSTEM ($1))
+       SELECT (SELECT count(*) FROM s)::int AS rows,
+              coalesce((SELECT json_object_agg(t, n) FROM (SELECT t, count(*)::int AS n FROM s, unnest(show_trgm(s.d)) AS t GROUP BY t) x), '{}') AS counts`,
+      [percent],
+    )) as { rows: number; counts: Record<string, number> }[];
+    return sample!;
   }
 
   async rolesOfUsers(organizationId: string, userIds: string[]): Promise<Map<string, RoleSummary[]>> {

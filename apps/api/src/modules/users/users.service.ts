@@ -14,6 +14,7 @@ import { RolesService } from '../roles/roles.service';
 import { OrganizationsService } from '../organizations/organizations.service';
 import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
 import { PasswordHasher } from './password-hasher';
+import { SearchTrigramStats } from './search-trigram-stats.service';
 import {
   keysetCondition,
   orderBy,
@@ -95,10 +96,14 @@ export class UsersService {
     private readonly organizations: OrganizationsService,
     private readonly passwords: PasswordHasher,
     private readonly credentials: CredentialTokensRepository,
+    private readonly searchTrigrams: SearchTrigramStats,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
   }
+
+  /** The part of a search word the trigram index looks up (search-trigrams.ts). */
+  private readonly indexedPart = (word: string) => this.searchTrigrams.indexedPart(word);
 
   /**
    * Runs `work` knowing how many more users may become active this month (CONTRACT §5): Infinity
@@ -412,7 +417,7 @@ export class UsersService {
       params.valueDependent();
       where.push(`u.role_id IN (SELECT r.id FROM roles r WHERE r.organization_id = ${params.p(organizationId)} AND r.name = ${params.p(shape.role)})`);
     }
-    where.push(...textSearchConditions(shape.search, params));
+    where.push(...textSearchConditions(shape.search, params, this.indexedPart));
     return this.runPage({ kind: 'list', organizationId, shape, position, params, where, sort, limit: query.limit, offset: query.offset, map: (u) => mapUserSummary(u) });
   }
 
@@ -424,9 +429,9 @@ export class UsersService {
     const fields = parseFields(shape.fields);
     const params = new SqlParams();
     const where = [`u.organization_id = ${params.p(organizationId)}`];
-    const filters = parseFilters(shape.filters, organizationId, params);
+    const filters = parseFilters(shape.filters, organizationId, params, this.indexedPart);
     if (!filters.includesDeleted) where.push('u.deleted_at IS NULL');
-    where.push(...filters.conditions, ...textSearchConditions(shape.q, params));
+    where.push(...filters.conditions, ...textSearchConditions(shape.q, params, this.indexedPart));
     return this.runPage({
       kind: 'search', organizationId, shape, position, params, where, sort, limit: query.limit, offset: 0, keysetOnly: true,
       map: (u) => (fields ? projectUser(u, fields) : mapUserSummary(u)),

@@ -1,0 +1,137 @@
+import { bootstrapToken, createTestApp, TestApp } from '@app/testing';
+import { SearchTrigramStats } from '../apps/api/src/modules/users/search-trigram-stats.service';
+
+/**
+ * Text search looks up the cheap part of a word in the trigram index (search-trigrams.ts): with
+ * trigram frequencies sampled from an organization where every email starts with "bench", the
+ * index looks up `421339@` for `q=bench421339@`. What a search finds must not change: every answer
+ * here is compared with the users whose text holds the word, computed from the database.
+ */
+describe('Search: the trigram index looks up the rare part of a word (GET /users/search, GET /users)', () => {
+  let t: TestApp;
+  let token: string;
+  let orgId: string;
+  const FIRST = ['James', 'Mary', 'Benchley', 'Ana'];
+  const LAST = ['Smith', 'Bench', 'Okafor', 'Lee'];
+
+  const get = (path: string) => t.http().get(path).set('Authorization', `Bearer ${token}`);
+  /** Every user id a search returns, walking its cursor pages. */
+  const searchAll = async (path: string) => {
+    const found: string[] = [];
+    let url = path;
+    for (let page = 0; page < 50; page++) {
+      const res = await get(url);
+      expect({ url, status: res.status, error: res.body.error }).toEqual({ url, status: 200, error: undefined });
+      found.push(...(res.body.data as { id: string }[]).map((u) => u.id));
+      const next = res.body.pagination.next_cursor as string | null;
+      if (!next) return found.sort();
+      url = `${path}&cursor=${encodeURIComponent(next)}`;
+    }
+    throw new Error('cursor walk does not end');
+  };
+  /** The users of the organization whose names-and-email text holds every word (case-insensitively), as PostgreSQL lower-cases. */
+  const expected = async (words: string[], column = "u.first_name || ' ' || u.last_name || ' ' || u.email") =>
+    (
+      await t.sql<{ id: string }>(
+        `SELECT u.id FROM users u WHERE u.organization_id = $1 AND u.deleted_at IS NULL
+            AND (SELECT bool_and(strpos(lower(${column}), lower(w)) > 0) FROM unnest($2::text[]) AS w)`,
+        [orgId, words],
+      )
+    )
+      .map((r) => r.id)
+      .sort();
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    token = await bootstrapToken(t);
+    // 1,200 users whose emails all start with "bench" (as the benchmark's do), and a few that hold a
+    // searched email inside a longer one or in another case.
+    const users: Record<string, string>[] = [];
+    for (let n = 1; n <= 1200; n++) users.push({ email: `bench${n}@example.com`, first_name: FIRST[n % 4]!, last_name: LAST[(n >> 2) % 4]! });
+    users.push({ email: 'xbench421@example.com', first_name: 'X', last_name: 'Bench' });
+    users.push({ email: 'BENCH42@Example.org', first_name: 'Upper', last_name: 'Case' });
+    users.push({ email: 'per%cent_under@example.com', first_name: 'Meta', last_name: 'Back\\slash' });
+    for (let i = 0; i < users.length; i += 100) {
+      const res = await t.http().post('/v2/users/bulk').set('Authorization', `Bearer ${token}`).send({ users: users.slice(i, i + 100) });
+      expect({ status: res.status, failed: res.body.summary?.failed, results: res.body.summary?.failed ? res.body.results.filter((r: { success: boolean }) => !r.success) : [] }).toEqual({ status: 200, failed: 0, results: [] });
+    }
+    orgId = (await t.sql<{ organization_id: string }>(`SELECT organization_id FROM users WHERE email = 'bench1@example.com'`))[0]!.organization_id;
+    await t.app.get(SearchTrigramStats).refresh();
+  }, 120_000);
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('after sampling, a word whose first trigrams every user holds is looked up by its rare part', () => {
+    const stats = t.app.get(SearchTrigramStats);
+    for (const word of ['bench421339@', 'bench42@example.com', 'Bench1199@']) {
+      const part = stats.indexedPart(word);
+      expect({ word, part, isPart: word.includes(part) && part !== word }).toEqual({ word, part, isPart: true });
+      expect(part.toLowerCase()).not.toContain('ben');
+    }
+    // A word without a rarer part is looked up whole.
+    expect(stats.indexedPart('bench')).toBe('bench');
+  });
+
+  it('q finds exactly the users whose text holds every word, whichever part the index looked up', async () => {
+    const queries = [
+      'bench421@', // bench421@ and xbench421@
+      'BENCH421@EXAMPLE.COM',
+      'bench42@', // bench42@example.com and BENCH42@Example.org
+      'bench1@example.com',
+      'h1199@',
+      'ench12',
+      '1199@exa',
+      'example.com',
+      '@example.org',
+      'bench',
+      'benchley bench12',
+      'smith bench11',
+      'per%cent_under@',
+      'k\\slash per%c',
+      'r%c',
+      'bench9999@', // nobody
+    ];
+    // Decoys: a user whose text holds the part the index looks up but not the word (found by the
+    // index, turned away by the check of the whole word).
+    const stats = t.app.get(SearchTrigramStats);
+    let decoys = 0;
+    for (const word of queries.flatMap((q) => q.split(/\s+/))) {
+      const part = stats.indexedPart(word);
+      if (part === word) continue;
+      const res = await t.http().post('/v2/users').set('Authorization', `Bearer ${token}`).send({ email: `decoy${decoys}@decoy.test`, first_name: `Decoy ${part}`, last_name: 'Z' });
+      expect(res.status).toBe(201);
+      decoys++;
+    }
+    expect(decoys).toBeGreaterThanOrEqual(5);
+    for (const q of queries) {
+      const found = await searchAll(`/v2/users/search?q=${encodeURIComponent(q)}&limit=100`);
+      const want = await expected(q.split(/\s+/));
+      expect({ q, found }).toEqual({ q, found: want });
+    }
+    expect(await expected(['bench421@'])).toHaveLength(2);
+    expect(await expected(['bench42@'])).toHaveLength(2);
+  });
+
+  it('GET /users?search= and the contains filter on email and names find the same users', async () => {
+    for (const word of ['bench421@', 'h1199@', 'bench42@']) {
+      const listed = await searchAll(`/v2/users?search=${encodeURIComponent(word)}&limit=100`);
+      expect({ word, listed }).toEqual({ word, listed: await expected([word]) });
+      const filters = encodeURIComponent(JSON.stringify({ email: { contains: word } }));
+      const filtered = await searchAll(`/v2/users/search?filters=${filters}&limit=100`);
+      expect({ word, filtered }).toEqual({ word, filtered: await expected([word], 'u.email') });
+    }
+    const filters = encodeURIComponent(JSON.stringify({ last_name: { contains: 'Bench' }, first_name: { contains: 'benchle' } }));
+    const filtered = await searchAll(`/v2/users/search?filters=${filters}&limit=100`);
+    const want = (
+      await t.sql<{ id: string }>(
+        `SELECT id FROM users WHERE organization_id = $1 AND deleted_at IS NULL AND last_name ILIKE '%bench%' AND first_name ILIKE '%benchle%'`,
+        [orgId],
+      )
+    )
+      .map((r) => r.id)
+      .sort();
+    expect(want.length).toBeGreaterThan(0);
+    expect(filtered).toEqual(want);
+  });
+});
