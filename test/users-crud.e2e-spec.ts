@@ -565,6 +565,28 @@ describe('Users: CRUD, soft delete, roles, concurrency, events (CONTRACT §2, §
       expect(locked.headers['retry-after']).toBeDefined();
     });
 
+    it('the lock holds for every spelling of the email that finds the account (case, spaces, a dotted capital İ)', async () => {
+      const address = `iris.${Math.random().toString(36).slice(2)}@example.com`;
+      const user = (await create({ ...newUser(), email: address, password }).expect(201)).body;
+      const spellings = [address.toUpperCase(), ` ${address} `, address.replace(/i/g, 'İ'), address.replace('i', 'İ'), address];
+      // The spellings PostgreSQL lower-cases to the account's email sign in to it (İ is i under most
+      // collations); each of them must then share its failures and its lock.
+      const same: string[] = [];
+      for (const spelling of spellings) {
+        const [row] = await t.sql<{ same: boolean }>('SELECT lower(btrim($1)) = lower($2) AS same', [spelling, address]);
+        if (row!.same) same.push(spelling);
+      }
+      expect(same).toEqual(expect.arrayContaining([address.toUpperCase(), ` ${address} `, address]));
+      for (const spelling of same) await login(password, spelling).expect(200);
+      for (let i = 0; i < 5; i++) await login('nope nope nope', same[i % same.length]).expect(401);
+      for (const spelling of same) {
+        const res = await login(password, spelling);
+        expect({ spelling, status: res.status, code: res.body.error?.code }).toEqual({ spelling, status: 429, code: 'ACCOUNT_LOCKED' });
+      }
+      const [row] = await t.sql<{ login_count: number }>('SELECT login_count FROM users WHERE id = $1', [user.id]);
+      expect(row!.login_count).toBe(same.length);
+    });
+
     it('30 wrong passwords for one account at once: at most 5 are checked, the rest are refused unchecked, and the lock follows', async () => {
       const user = (await create({ ...newUser(), password }).expect(201)).body;
       const attempts = await Promise.all(Array.from({ length: 30 }, (_, i) => login(`wrong password ${i}`, user.email)));

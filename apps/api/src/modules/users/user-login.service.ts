@@ -52,7 +52,7 @@ export class UserLoginService {
   ) {}
 
   async loginWithPassword(organizationId: string, email: string, password: string, context: { ip: string; userAgent?: string }): Promise<LoggedInUser> {
-    const account = `${organizationId}:${email.trim().toLowerCase()}`;
+    const account = `${organizationId}:${await this.accountKey(email)}`;
     const lock = await this.counters.get(`lock:${account}`);
     if (lock) {
       const retryAfter = Math.max(1, Math.ceil((lock.resetAt - Date.now()) / 1000));
@@ -90,6 +90,18 @@ export class UserLoginService {
       if (capacity < 1) throw UsersService.quotaExceeded();
       return this.startSession(user, context, 'password', rehashed, manager, rolesReadAt);
     });
+  }
+
+  /**
+   * The email as the sign-in finds its account: trimmed and lower-cased as PostgreSQL does
+   * (findByEmail compares with lower()). A lockout keyed by JavaScript's lower case could be
+   * dodged: "İris@…" is "i̇ris@…" to JavaScript and "iris@…" to PostgreSQL, so every spelling would
+   * have had failures of its own. Printable ASCII lower-cases the same in both, without a round trip.
+   */
+  private async accountKey(email: string): Promise<string> {
+    const trimmed = email.trim();
+    if (/^[\x20-\x7e]*$/.test(trimmed)) return trimmed.toLowerCase();
+    return (await this.users.lowerEmails([trimmed]))[0]!;
   }
 
   /**
