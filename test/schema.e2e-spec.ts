@@ -28,6 +28,15 @@ describe('Schema: migrations are the only source of the schema', () => {
     ]);
   });
 
+  it('has an index for each sort of names, dates and email, and the trigram index for text search', async () => {
+    const rows = await t.sql<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY indexname`);
+    const defs = rows.map((r) => r.indexdef.replace(/^.* USING /, ''));
+    for (const columns of ['(organization_id, first_name, id)', '(organization_id, last_name, id)', '(organization_id, created_at, id)', '(organization_id, updated_at, id)', '(organization_id, email_lower)']) {
+      expect(defs).toContain(`btree ${columns}`);
+    }
+    expect(defs.some((d) => d.startsWith('gin ') && d.includes('gin_trgm_ops'))).toBe(true);
+  });
+
   it('has run every migration', async () => {
     expect(await t.dataSource.showMigrations()).toBe(false);
   });

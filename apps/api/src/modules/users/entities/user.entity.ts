@@ -8,6 +8,7 @@ export type UserStatus = (typeof USER_STATUSES)[number] | 'deleted';
 @Index('IDX_users_org_created', ['organizationId', 'createdAt', 'id'])
 @Index('IDX_users_org_updated', ['organizationId', 'updatedAt', 'id'])
 @Index('IDX_users_org_last_name', ['organizationId', 'lastName', 'id'])
+@Index('IDX_users_org_first_name', ['organizationId', 'firstName', 'id'])
 @Index('IDX_users_org_role', ['organizationId', 'roleId'])
 // Trigram index over names and email for `search`, `q` and `contains` (created in the migration).
 @Index('IDX_users_search_trgm', { synchronize: false })
