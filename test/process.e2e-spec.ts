@@ -31,7 +31,7 @@ describe('Running the API as a process (CONTRACT §1)', () => {
 
   it('refuses to start with invalid configuration and says why', async () => {
     const start = startApiProcess(
-      { LOG_LEVEL: 'loud', PASSWORD_HASH_MEMORY_KIB: '4096', BOOTSTRAP_API_KEY: `sk_test_${'a'.repeat(129)}`, SEARCH_STATS_REFRESH_SECONDS: '-1', DATA_DIR: dataDir },
+      { LOG_LEVEL: 'loud', PASSWORD_HASH_MEMORY_KIB: '4096', BOOTSTRAP_API_KEY: `sk_test_${'a'.repeat(129)}`, SEARCH_STATS_REFRESH_SECONDS: '-1', SEARCH_INDEX_CLEANUP_INTERVAL_MS: 'soon', DATA_DIR: dataDir },
       15_000,
     );
     await expect(start).rejects.toThrow(/exited with 1/);
@@ -39,6 +39,7 @@ describe('Running the API as a process (CONTRACT §1)', () => {
     await expect(start).rejects.toThrow(/LOG_LEVEL must be one of/);
     await expect(start).rejects.toThrow(/PASSWORD_HASH_MEMORY_KIB must be one of 47104, 19456, 12288, 9216, 7168 \(got "4096"\)/);
     await expect(start).rejects.toThrow(/SEARCH_STATS_REFRESH_SECONDS must be an integer between 0 and 86400 \(got "-1"\)/);
+    await expect(start).rejects.toThrow(/SEARCH_INDEX_CLEANUP_INTERVAL_MS must be an integer between 0 and 600000 \(got "soon"\)/);
     // A bootstrap key that authentication would never accept is refused at start, not at first use.
     await expect(start).rejects.toThrow(/BOOTSTRAP_API_KEY must match sk_\(live\|test\)_\[A-Za-z0-9\]\{24,128\}/);
   });

@@ -1,5 +1,7 @@
 import { bootstrapToken, createTestApp, TestApp } from '@app/testing';
+import { SearchIndexCleanup } from '../apps/api/src/modules/users/search-index-cleanup.service';
 import { SearchTrigramStats } from '../apps/api/src/modules/users/search-trigram-stats.service';
+import { UsersRepository } from '../apps/api/src/modules/users/users.repository';
 
 /**
  * Text search looks up the cheap part of a word in the trigram index (search-trigrams.ts): with
@@ -133,5 +135,61 @@ describe('Search: the trigram index looks up the rare part of a word (GET /users
       .sort();
     expect(want.length).toBeGreaterThan(0);
     expect(filtered).toEqual(want);
+  });
+});
+
+/**
+ * The trigram index's pending list (every search reads all of it) is merged in the background every
+ * SEARCH_INDEX_CLEANUP_INTERVAL_MS, one process at a time.
+ */
+describe('Search index: the pending list is merged in the background (SEARCH_INDEX_CLEANUP_INTERVAL_MS)', () => {
+  const pendingPages = async (t: TestApp) =>
+    Number((await t.sql<{ pages: string }>(`SELECT gin_clean_pending_list('"IDX_users_search_trgm"'::regclass) AS pages`))[0]!.pages);
+  const createUsers = async (t: TestApp, token: string, prefix: string) => {
+    const users = Array.from({ length: 100 }, (_, i) => ({ email: `${prefix}${i}@example.com`, first_name: `First${i}`, last_name: `Last${i}` }));
+    const res = await t.http().post('/v2/users/bulk').set('Authorization', `Bearer ${token}`).send({ users });
+    expect({ status: res.status, failed: res.body.summary?.failed }).toEqual({ status: 200, failed: 0 });
+  };
+
+  it('with the interval at 0 new trigrams wait in the list; a merge empties it, and waits for none while another process merges', async () => {
+    const t = await createTestApp({ SEARCH_INDEX_CLEANUP_INTERVAL_MS: '0' });
+    try {
+      const token = await bootstrapToken(t);
+      const cleanup = t.app.get(SearchIndexCleanup);
+      await createUsers(t, token, 'a');
+      expect(await pendingPages(t)).toBeGreaterThan(0); // the writes had left pages in the list (this call merged them)
+      await createUsers(t, token, 'b');
+      await cleanup.clean();
+      expect(await pendingPages(t)).toBe(0);
+      // Another process holding the merge's advisory lock: this one skips its turn instead of queueing.
+      await createUsers(t, token, 'c');
+      const other = t.dataSource.createQueryRunner();
+      await other.connect();
+      try {
+        await other.startTransaction();
+        await other.query(`SELECT pg_advisory_xact_lock(hashtext('um:gin_clean_pending_list:IDX_users_search_trgm'))`);
+        expect(await t.app.get(UsersRepository).cleanSearchIndexPendingList()).toBeNull();
+        await other.commitTransaction();
+      } finally {
+        await other.release();
+      }
+      expect(await t.app.get(UsersRepository).cleanSearchIndexPendingList()).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('with an interval, the list is merged without anyone asking, and searches find the new users', async () => {
+    const t = await createTestApp({ SEARCH_INDEX_CLEANUP_INTERVAL_MS: '100' });
+    try {
+      const token = await bootstrapToken(t);
+      await createUsers(t, token, 'd');
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await pendingPages(t)).toBe(0);
+      const res = await t.http().get('/v2/users/search?q=d42@example').set('Authorization', `Bearer ${token}`).expect(200);
+      expect(res.body.data.map((u: { email: string }) => u.email)).toEqual(['d42@example.com']);
+    } finally {
+      await t.close();
+    }
   });
 });

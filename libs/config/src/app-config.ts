@@ -11,6 +11,8 @@ export interface AppConfig {
   databaseStatementTimeoutMs: number;
   /** How often the API samples search-text trigram frequencies (0: never; searches then look up whole words). */
   searchStatsRefreshSeconds: number;
+  /** How often the trigram index's pending list is merged into the index in the background (0: never; writers then merge it when it fills). */
+  searchIndexCleanupIntervalMs: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -118,6 +120,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     databasePoolSize: int('DATABASE_POOL_SIZE', 10, 1, 200),
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
     searchStatsRefreshSeconds: int('SEARCH_STATS_REFRESH_SECONDS', 600, 0, 86_400),
+    searchIndexCleanupIntervalMs: int('SEARCH_INDEX_CLEANUP_INTERVAL_MS', 2000, 0, 600_000),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     redisKeyPrefix: str('REDIS_KEY_PREFIX') ?? 'um:',
     logLevel: logLevel as AppConfig['logLevel'],

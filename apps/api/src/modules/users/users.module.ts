@@ -9,6 +9,7 @@ import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
 import { CredentialTokensRepository } from './credential-tokens.repository';
 import { PasswordHasher } from './password-hasher';
+import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import { UserLoginService } from './user-login.service';
 import { UsersController } from './users.controller';
@@ -23,7 +24,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService, SearchTrigramStats],
 })
 export class UsersModule {}

@@ -513,6 +513,18 @@ export class UsersRepository {
     return sample!;
   }
 
+  /**
+   * Merges the trigram index's pending list into the index (gin_clean_pending_list); returns the
+   * pending-list pages merged, or null when another process holds the cleanup's advisory lock.
+   */
+  async cleanSearchIndexPendingList(): Promise<number | null> {
+    const [row] = (await this.dataSource.query(
+      `SELECT CASE WHEN pg_try_advisory_xact_lock(hashtext('um:gin_clean_pending_list:IDX_users_search_trgm'))
+                   THEN gin_clean_pending_list('"IDX_users_search_trgm"'::regclass) END AS pages`,
+    )) as { pages: string | number | null }[];
+    return row!.pages === null ? null : Number(row!.pages);
+  }
+
   async rolesOfUsers(organizationId: string, userIds: string[]): Promise<Map<string, RoleSummary[]>> {
     const rows: { user_id: string; roles: RoleSummary[] }[] = await this.dataSource.query(
       `SELECT u.id AS user_id, ${ROLES_OF_USER} AS roles FROM users u LEFT JOIN roles pr ON pr.id = u.role_id
