@@ -7,14 +7,18 @@ import { UsersRepository } from './users.repository';
  * into the GIN index's pending list (up to 4 MB), and every search through the index reads the whole
  * list: at a million users a one-user search went from 1.4 to 7.8 ms of PostgreSQL CPU with the list
  * full. The write that fills the list merges it, about a second of work inside that request. This
- * merges it every SEARCH_INDEX_CLEANUP_INTERVAL_MS instead, outside any request; with several API
- * processes one merges at a time (an advisory lock), and an empty list costs a metapage read.
+ * merges it every SEARCH_INDEX_CLEANUP_INTERVAL_MS instead, outside any request, when this process
+ * has searched through the index since the last merge: merging often costs writes more (smaller
+ * merges cost more per entry), which only pays while someone reads the list. With several API
+ * processes one merges at a time (an advisory lock).
  */
 @Injectable()
 export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SearchIndexCleanup.name);
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Whether a search has read the index since the last merge (noteSearch). */
+  private searched = false;
 
   constructor(
     private readonly users: UsersRepository,
@@ -24,13 +28,20 @@ export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplica
   onApplicationBootstrap(): void {
     const interval = this.config.searchIndexCleanupIntervalMs;
     if (interval === 0) return;
-    this.timer = setInterval(() => void this.clean(), interval);
+    this.timer = setInterval(() => {
+      if (this.searched) void this.clean();
+    }, interval);
     this.timer.unref();
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     this.stop();
     await this.running;
+  }
+
+  /** A search is about to read the trigram index: the next tick merges the list. */
+  noteSearch(): void {
+    this.searched = true;
   }
 
   /** One merge at a time; a failure is logged, and one the database will repeat (not the index's owner) stops the timer. */
@@ -45,6 +56,7 @@ export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplica
   }
 
   private async merge(): Promise<void> {
+    this.searched = false;
     try {
       await this.users.cleanSearchIndexPendingList();
     } catch (e) {

@@ -14,6 +14,7 @@ import { RolesService } from '../roles/roles.service';
 import { OrganizationsService } from '../organizations/organizations.service';
 import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
 import { PasswordHasher } from './password-hasher';
+import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import {
   keysetCondition,
@@ -97,13 +98,17 @@ export class UsersService {
     private readonly passwords: PasswordHasher,
     private readonly credentials: CredentialTokensRepository,
     private readonly searchTrigrams: SearchTrigramStats,
+    private readonly searchIndexCleanup: SearchIndexCleanup,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
   }
 
-  /** The part of a search word the trigram index looks up (search-trigrams.ts). */
-  private readonly indexedPart = (word: string) => this.searchTrigrams.indexedPart(word);
+  /** The part of a search word the trigram index looks up (search-trigrams.ts); asked once for each word the index serves. */
+  private readonly indexedPart = (word: string) => {
+    this.searchIndexCleanup.noteSearch();
+    return this.searchTrigrams.indexedPart(word);
+  };
 
   /**
    * Runs `work` knowing how many more users may become active this month (CONTRACT §5): Infinity
