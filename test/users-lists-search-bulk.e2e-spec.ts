@@ -352,6 +352,11 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       await same('word of the email domain', { q: `${tg} other.org` }, idsOf('carol', 'erin', 'frank'));
       await same('one word does not match', { q: `${tg} alice young` }, []);
       await same('second word matches nobody', { q: `${tg} nosuchword` }, []);
+      // Every word counts, however many there are (the 12th here matches nobody).
+      const many = `${tg} alice zephyr a l i c e com pany @ nosuchword`;
+      expect(many.split(' ')).toHaveLength(12);
+      await same('twelfth word matches nobody', { q: many }, []);
+      await same('twelve words that all match', { q: `${tg} alice zephyr a l i c e com pany @ ${tg}` }, idsOf('alice'));
     });
 
     it('filters: every operator over strings, roles, statuses, booleans, dates, integers and metadata', async () => {
@@ -384,7 +389,29 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       await same('created_at lt boundary (RFC 3339)', f({ created_at: { lt: boundary } }), idsOf('alice', 'bob', 'carol'));
       const shifted = new Date(Date.parse(boundary) + 2 * 3_600_000).toISOString().replace(/\.\d{3}Z$/, '+02:00');
       await same('created_at gte boundary (RFC 3339 with offset)', f({ created_at: { gte: shifted } }), idsOf('dave', 'erin', 'frank'));
-      await same('created_at gt/lte window', f({ created_at: { gt: boundary.replace('Z', '.000Z'), lte: new Date(Date.now() + 60_000).toISOString() } }), idsOf('dave', 'erin', 'frank'));
+      await same('created_at gt/lte window', f({ created_at: { gt: u.carol.created_at.replace('Z', '.000Z'), lte: new Date(Date.now() + 60_000).toISOString() } }), idsOf('dave', 'erin', 'frank'));
+      // Timestamps compare as they are shown (whole seconds): a user's own created_at is eq to it.
+      const shown = u.carol.created_at;
+      const whose = (test: (at: string) => boolean) => Object.values(u).filter((x) => test(x.created_at)).map((x) => x.id);
+      await same('created_at eq as shown', f({ created_at: { eq: shown } }), whose((at) => at === shown));
+      await same('created_at gt as shown', f({ created_at: { gt: shown } }), whose((at) => at > shown));
+      await same('created_at gte as shown', f({ created_at: { gte: shown } }), whose((at) => at >= shown));
+      await same('created_at lt as shown', f({ created_at: { lt: shown } }), whose((at) => at < shown));
+      await same('created_at lte as shown', f({ created_at: { lte: shown } }), whose((at) => at <= shown));
+      await same('created_at ne as shown', f({ created_at: { ne: shown } }), whose((at) => at !== shown));
+      await same('created_at in as shown', f({ created_at: { in: [shown, u.dave.created_at] } }), whose((at) => at === shown || at === u.dave.created_at));
+      // Between two shown seconds: eq matches nothing, gte starts at the next second, lt includes the second before.
+      const between = shown.replace('Z', '.5Z');
+      await same('created_at eq between seconds', f({ created_at: { eq: between } }), []);
+      await same('created_at gte between seconds', f({ created_at: { gte: between } }), whose((at) => at > shown));
+      await same('created_at lt between seconds', f({ created_at: { lt: between } }), whose((at) => at <= shown));
+      // last_login: a user who never signed in has the oldest one, as in the sort.
+      const erinLogin = (await get(`/v2/users/${u.erin.id}`).expect(200)).body.last_login as string;
+      expect(erinLogin).toMatch(/Z$/);
+      await same('last_login eq as shown', f({ last_login: { eq: erinLogin } }), idsOf('erin'));
+      await same('last_login ne (never signed in included)', f({ last_login: { ne: erinLogin } }), idsOf('alice', 'bob', 'carol', 'dave', 'frank'));
+      await same('last_login lt (never signed in included)', f({ last_login: { lt: erinLogin } }), idsOf('alice', 'bob', 'carol', 'dave', 'frank'));
+      await same('last_login gt 2000-01-01', f({ last_login: { gt: '2000-01-01' } }), idsOf('erin'));
 
       await same('login_count lt', f({ login_count: { lt: 1 } }), idsOf('alice', 'bob', 'carol', 'dave', 'frank'));
       await same('login_count gte', f({ login_count: { gte: 1 } }), idsOf('erin'));

@@ -102,7 +102,6 @@ export function textSearchConditions(text: string | undefined, params: SqlParams
   const conditions = text
     .split(/\s+/)
     .filter(Boolean)
-    .slice(0, 10)
     .map((word) => containsCondition(SEARCH_EXPRESSION, word, indexedPart(word), params));
   if (conditions.length > 0) params.valueDependent();
   return conditions;
@@ -162,8 +161,15 @@ function parseDate(field: string, value: unknown): { from: string; to?: string }
     if (inYearRange(from)) return { from: from.toISOString(), to: inYearRange(next) ? next.toISOString() : 'infinity' };
   }
   if (typeof value === 'string' && DATETIME.test(value) && isCalendarDate(value.slice(0, 10)) && isClockTime(value) && !Number.isNaN(Date.parse(value))) {
+    // Timestamps are shown in whole seconds, and compare as shown: the second a user's created_at
+    // shows is `eq` to it, `gt` it means a later second. So the bounds are that second and the next
+    // (a fractional value lies between two shown seconds: `eq` matches nothing, `gte` starts at the next).
     const at = new Date(value);
-    if (inYearRange(at)) return { from: at.toISOString() };
+    const second = new Date(Math.floor(at.getTime() / 1000) * 1000);
+    const next = new Date(second.getTime() + 1000);
+    const whole = !/\.\d*[1-9]/.test(value);
+    const iso = (d: Date) => (inYearRange(d) ? d.toISOString() : 'infinity');
+    if (inYearRange(second)) return { from: whole ? second.toISOString() : iso(next), to: iso(next) };
   }
   throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp, years 0001 to 9999', value);
 }
@@ -290,7 +296,8 @@ function compile(
       return `u.${field} ${COMPARE[op as keyof typeof COMPARE]} ${params.p(value)}`;
     }
     case 'date': {
-      const column = `u.${field}`;
+      // A user who never signed in has the oldest last_login, as in the sort: lt, lte and ne include them.
+      const column = field === 'last_login' ? SORT_SQL.last_login.sql : `u.${field}`;
       if (op === 'contains') throw filterError(field, '"contains" applies to strings', op);
       if (op === 'in') {
         const days = list(isString, 'dates').map((v) => parseDate(field, v));
