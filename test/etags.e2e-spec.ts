@@ -168,4 +168,37 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     expect(updated.body.first_name).toBe('Myself');
     expect((await t.http().get('/v2/users/me').set(me).expect(200)).body.first_name).toBe('Myself');
   });
+
+  it('If-Match compares strongly and takes a list: any current ETag in it matches; W/ tags, other resources and padded versions do not', async () => {
+    const created = await t.http().post('/v2/users').set(auth()).send({ email: 'etag-list@example.com', first_name: 'L', last_name: 'Ist' }).expect(201);
+    const id = created.body.id as string;
+    const other = (await t.http().post('/v2/users').set(auth()).send({ email: 'etag-other@example.com', first_name: 'O', last_name: 'Ther' }).expect(201)).headers.etag as string;
+    const v1 = created.headers.etag as string;
+    const v2 = (await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', v1).send({ first_name: 'L2' }).expect(200)).headers.etag as string;
+    expect(v2).toBe(`"${id}.v2"`);
+    // A list holding the current ETag (in any place, beside stale ones or another resource's) matches.
+    const v3 = (await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `${v1}, ${v2}`).send({ first_name: 'L3' }).expect(200)).headers.etag as string;
+    const v4 = (await t.http().put(`/v2/users/${id}`).set(auth()).set('If-Match', `${other}, ${v3}`).send({ first_name: 'L4' }).expect(200)).headers.etag as string;
+    // None current: 409 and nothing written.
+    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `${v1}, ${v2}, ${other}`).send({ first_name: 'Lost' }));
+    // Weak ETags never match (RFC 9110 §13.1.1), nor does a version written with a leading zero.
+    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v4}`).send({ first_name: 'Lost' }));
+    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `"${id}.v04"`).send({ first_name: 'Lost' }));
+    stale(await t.http().delete(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v4}`));
+    const now = await t.http().get(`/v2/users/${id}`).set(auth()).expect(200);
+    expect({ etag: now.headers.etag, first_name: now.body.first_name }).toEqual({ etag: v4, first_name: 'L4' });
+  });
+
+  it('POST /users/{id}/restore honours If-Match: a stale one is 409 and the user stays deleted', async () => {
+    const created = await t.http().post('/v2/users').set(auth()).send({ email: 'etag-restore@example.com', first_name: 'Re', last_name: 'Store' }).expect(201);
+    const id = created.body.id as string;
+    await t.http().delete(`/v2/users/${id}?soft_delete=true`).set(auth()).expect(200);
+    const deleted = await t.http().get(`/v2/users/${id}?include_deleted=true`).set(auth()).expect(200);
+    expect(deleted.body.status).toBe('deleted');
+    stale(await t.http().post(`/v2/users/${id}/restore`).set(auth()).set('If-Match', created.headers.etag as string));
+    expect((await t.http().get(`/v2/users/${id}?include_deleted=true`).set(auth()).expect(200)).body.status).toBe('deleted');
+    const restored = await t.http().post(`/v2/users/${id}/restore`).set(auth()).set('If-Match', deleted.headers.etag as string).expect(200);
+    expect(restored.body.status).toBe('active');
+    expect(restored.headers.etag).toBe(`"${id}.v${Number(/\.v(\d+)"$/.exec(deleted.headers.etag as string)![1]) + 1}"`);
+  });
 });

@@ -10,14 +10,29 @@ export function versionEtag(id: string, version: number): string {
 
 /**
  * The resource id and version an If-Match names; undefined when there is no If-Match or it is "*".
- * One that is no ETag of ours can match no version: id "" and version -1.
+ * A list of ETags (RFC 9110 §13.1.1) names each of them; only strong ETags of ours count (If-Match
+ * compares strongly, so `W/"…"` matches nothing). One that names nothing of ours can match no
+ * version: id "" and version -1.
  */
 export function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
+  const named = parseIfMatchList(ifMatch);
+  if (!named) return undefined;
+  // Several versions of one resource: the current version is never below one a client has seen, so
+  // when the list holds it, it is the highest listed.
+  const best = named.filter((n) => n.id === named[0]?.id).sort((a, b) => b.version - a.version)[0];
+  return best ?? { id: '', version: -1 };
+}
+
+/** Every strong ETag of ours an If-Match lists; undefined without one or for "*". */
+function parseIfMatchList(ifMatch: string | undefined): { id: string; version: number }[] | undefined {
   if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-  const match = /^(?:W\/)?"([^"]+)\.v(\d{1,10})"$/.exec(ifMatch.trim());
-  const version = match ? Number(match[2]) : -1;
-  // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
-  return match && version <= 2_147_483_647 ? { id: match[1]!, version } : { id: match?.[1] ?? '', version: -1 };
+  const named: { id: string; version: number }[] = [];
+  for (const tag of ifMatch.split(',').map((t) => t.trim())) {
+    const match = /^"([^"]+)\.v(0|[1-9]\d{0,9})"$/.exec(tag);
+    // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
+    if (match && Number(match[2]) <= 2_147_483_647) named.push({ id: match[1]!, version: Number(match[2]) });
+  }
+  return named;
 }
 
 /**
@@ -25,9 +40,10 @@ export function parseIfMatch(ifMatch: string | undefined): { id: string; version
  * -1 (matches nothing) when the If-Match names another resource or is not one of our ETags.
  */
 export function expectedVersion(ifMatch: string | undefined, id: string): number | undefined {
-  const expected = parseIfMatch(ifMatch);
-  if (!expected) return undefined;
-  return expected.id === id ? expected.version : -1;
+  const named = parseIfMatchList(ifMatch);
+  if (!named) return undefined;
+  // The highest listed version of this resource (see parseIfMatch).
+  return named.filter((n) => n.id === id).reduce((highest, n) => Math.max(highest, n.version), -1);
 }
 
 /** 409 CONCURRENT_UPDATE for a stale If-Match on `what` ("user", "role"…). */
@@ -39,7 +55,8 @@ export function staleIfMatch(what: string): AppException {
 export const IF_MATCH_API_HEADER = {
   name: 'If-Match',
   required: false,
-  description: 'The ETag you read; when it is no longer current the write is refused with 409 CONCURRENT_UPDATE and nothing changes',
+  description:
+    'The ETag you read (or a comma-separated list: the write goes ahead if one of them is current; a weak W/"…" ETag never matches); when it is no longer current the write is refused with 409 CONCURRENT_UPDATE and nothing changes',
 };
 
 /** Sets the resource's ETag on the reply and returns the resource in its API shape. */

@@ -23,7 +23,9 @@ import { Idempotent } from '../idempotency/idempotency.decorators';
 const IF_MATCH_HEADER = {
   name: 'If-Match',
   required: false,
-  description: 'The ETag you read; a stale one is 409 CONCURRENT_UPDATE. Without it, concurrent updates of one user are applied one after another and none is lost.',
+  description:
+    'The ETag you read (or a comma-separated list: the write goes ahead if one of them is current; a weak W/"…" ETag never matches); a stale one is 409 CONCURRENT_UPDATE. ' +
+    'Without it, concurrent updates of one user are applied one after another and none is lost.',
 };
 
 @ApiTags('Users')
@@ -153,12 +155,13 @@ export class UsersController {
   }
 
   @Post(':id/restore')
+  @ApiHeader(IF_MATCH_HEADER)
   @Idempotent()
   @HttpCode(200)
   @Scopes('user:write')
   @ApiOperation({ summary: 'Bring a soft-deleted user back' })
-  async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Res({ passthrough: true }) reply: FastifyReply) {
-    return withEtag(reply, await this.users.restore(auth.organizationId, id), mapUserDetail);
+  async restore(@CurrentAuth() auth: AuthContext, @Param('id') id: string, @Headers('if-match') ifMatch: string | undefined, @Res({ passthrough: true }) reply: FastifyReply) {
+    return withEtag(reply, await this.users.restore(auth.organizationId, id, ifMatch), mapUserDetail);
   }
 
   @Post(':id/roles')

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, parseIfMatch, staleIfMatch, toAppException } from '@app/common';
+import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -181,8 +181,8 @@ export class UsersService {
   async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
     if ('role' in dto && dto.role !== undefined) return this.updateLocked(organizationId, id, dto, ifMatch);
     if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
-    const expected = parseIfMatch(ifMatch);
-    if (expected && expected.id !== id) {
+    const expected = expectedVersion(ifMatch, id);
+    if (expected === -1) {
       await this.get(organizationId, id); // 404 first when there is no such user
       throw UsersService.staleIfMatch();
     }
@@ -193,12 +193,12 @@ export class UsersService {
       metadata: dto.metadata ?? null,
       preferences: ('preferences' in dto ? dto.preferences : undefined) ?? null,
     };
-    const options = { expectedVersion: expected?.version, updatedAt: new Date(), eventId: newId('evt') };
+    const options = { expectedVersion: expected, updatedAt: new Date(), eventId: newId('evt') };
     const result = await this.writeStatement(organizationId, () => this.users.updateFields(organizationId, id, fields, options));
     if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
     if (!result.written) {
       // Nothing changed, or If-Match named another version (then nothing was written either).
-      if (expected && expected.version !== result.version) throw UsersService.staleIfMatch();
+      if (expected !== undefined && expected !== result.version) throw UsersService.staleIfMatch();
       // Read after the statement: a write that came in between must not be answered under the old If-Match.
       const user = await this.get(organizationId, id);
       this.assertIfMatch(user, ifMatch);
@@ -341,12 +341,24 @@ export class UsersService {
     return { deleted_at: deletedAt.toISOString().replace(/\.\d{3}Z$/, 'Z') };
   }
 
-  async restore(organizationId: string, id: string): Promise<UserRecord> {
+  async restore(organizationId: string, id: string, ifMatch?: string): Promise<UserRecord> {
     const current = await this.get(organizationId, id, { includeDeleted: true });
+    const expected = this.assertIfMatch(current, ifMatch);
     if (!current.deleted_at) return current;
     return this.write(organizationId, async (manager) => {
-      // Back to the status it had: a suspended user comes back suspended.
-      await this.users.update(manager, organizationId, id, { status: current.status_before_delete ?? 'active', deleted_at: null, status_before_delete: null });
+      // Back to the status it had: a suspended user comes back suspended. On the version read, so a
+      // change in between (another restore, a delete for good) is not overwritten.
+      const restored = await this.users.update(
+        manager,
+        organizationId,
+        id,
+        { status: current.status_before_delete ?? 'active', deleted_at: null, status_before_delete: null },
+        current.version,
+      );
+      if (!restored) {
+        if (expected !== undefined) throw UsersService.staleIfMatch();
+        return this.get(organizationId, id, { includeDeleted: true });
+      }
       const user = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(user), changes: ['status'] });
       return user;
