@@ -293,6 +293,7 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       ['garbage', { ...params, cursor: 'garbage-cursor' }],
       ['forged unsigned', { ...params, cursor: forged }],
       ['forged with a dot', { ...params, cursor: `${forged}.${forged}` }],
+      ['longer than any cursor', { ...params, cursor: `${firstCursor}${'A'.repeat(5000)}` }],
       ['other sort direction', { sort: 'created_at:desc', limit: 5, cursor: firstCursor }],
       ['other sort field', { sort: 'email:asc', limit: 5, cursor: firstCursor }],
       ['added role filter', { ...params, role: 'admin', cursor: firstCursor }],

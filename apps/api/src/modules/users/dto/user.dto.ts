@@ -122,8 +122,7 @@ export class ListUsersQuery extends OffsetPaginationQuery {
 
   @ApiPropertyOptional({ description: 'Switches to keyset mode: pass pagination.next_cursor of the previous page' })
   @IsOptional()
-  @IsString()
-  @MaxLength(4096)
+  @IsString() // any length: one that is no cursor of ours (too long included) is 400 INVALID_CURSOR
   cursor?: string;
 }
 
@@ -155,8 +154,7 @@ export class SearchUsersQuery extends PickType(OffsetPaginationQuery, ['limit'] 
 
   @ApiPropertyOptional()
   @IsOptional()
-  @IsString()
-  @MaxLength(4096)
+  @IsString() // any length: one that is no cursor of ours (too long included) is 400 INVALID_CURSOR
   cursor?: string;
 }
 
