@@ -179,14 +179,18 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     // A list holding the current ETag (in any place, beside stale ones or another resource's) matches.
     const v3 = (await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `${v1}, ${v2}`).send({ first_name: 'L3' }).expect(200)).headers.etag as string;
     const v4 = (await t.http().put(`/v2/users/${id}`).set(auth()).set('If-Match', `${other}, ${v3}`).send({ first_name: 'L4' }).expect(200)).headers.etag as string;
+    // Any listed ETag that is current matches, even beside a higher version never issued.
+    const v5 = (await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `${v4}, "${id}.v9"`).send({ first_name: 'L5' }).expect(200)).headers.etag as string;
+    expect(v5).toBe(`"${id}.v5"`);
+    const v6 = (await t.http().delete(`/v2/users/${id}/roles/user`).set(auth()).set('If-Match', `"${id}.v9", ${v5}`).expect(200)).headers.etag as string;
     // None current: 409 and nothing written.
     stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `${v1}, ${v2}, ${other}`).send({ first_name: 'Lost' }));
     // Weak ETags never match (RFC 9110 §13.1.1), nor does a version written with a leading zero.
-    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v4}`).send({ first_name: 'Lost' }));
-    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `"${id}.v04"`).send({ first_name: 'Lost' }));
-    stale(await t.http().delete(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v4}`));
+    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v6}`).send({ first_name: 'Lost' }));
+    stale(await t.http().patch(`/v2/users/${id}`).set(auth()).set('If-Match', `"${id}.v06"`).send({ first_name: 'Lost' }));
+    stale(await t.http().delete(`/v2/users/${id}`).set(auth()).set('If-Match', `W/${v6}`));
     const now = await t.http().get(`/v2/users/${id}`).set(auth()).expect(200);
-    expect({ etag: now.headers.etag, first_name: now.body.first_name }).toEqual({ etag: v4, first_name: 'L4' });
+    expect({ etag: now.headers.etag, first_name: now.body.first_name }).toEqual({ etag: v6, first_name: 'L5' });
   });
 
   it('POST /users/{id}/restore honours If-Match: a stale one is 409 and the user stays deleted', async () => {
@@ -200,5 +204,28 @@ describe('ETags and If-Match on every single resource (CONTRACT §2)', () => {
     const restored = await t.http().post(`/v2/users/${id}/restore`).set(auth()).set('If-Match', deleted.headers.etag as string).expect(200);
     expect(restored.body.status).toBe('active');
     expect(restored.headers.etag).toBe(`"${id}.v${Number(/\.v(\d+)"$/.exec(deleted.headers.etag as string)![1]) + 1}"`);
+  });
+
+  it('a restore that meets a change of the user made meanwhile (a role deleted) still restores, on the version it then finds', async () => {
+    const created = await t.http().post('/v2/users').set(auth()).send({ email: 'etag-restore-race@example.com', first_name: 'Ra', last_name: 'Ce' }).expect(201);
+    const id = created.body.id as string;
+    await t.http().delete(`/v2/users/${id}?soft_delete=true`).set(auth()).expect(200);
+    // Another transaction holds the user's row and bumps its version (as deleting a role the user holds does).
+    const other = t.dataSource.createQueryRunner();
+    await other.connect();
+    try {
+      await other.startTransaction();
+      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [id]);
+      const restoring = t.http().post(`/v2/users/${id}/restore`).set(auth()).then((r) => r);
+      await new Promise((r) => setTimeout(r, 300));
+      await other.query('UPDATE users SET version = version + 1 WHERE id = $1', [id]);
+      await other.commitTransaction();
+      const res = await restoring;
+      expect({ status: res.status, state: res.body.status }).toEqual({ status: 200, state: 'active' });
+    } finally {
+      await other.release();
+    }
+    const [row] = await t.sql<{ status: string; deleted_at: Date | null }>('SELECT status, deleted_at FROM users WHERE id = $1', [id]);
+    expect(row).toEqual({ status: 'active', deleted_at: null });
   });
 });

@@ -9,41 +9,33 @@ export function versionEtag(id: string, version: number): string {
 }
 
 /**
- * The resource id and version an If-Match names; undefined when there is no If-Match or it is "*".
- * A list of ETags (RFC 9110 §13.1.1) names each of them; only strong ETags of ours count (If-Match
- * compares strongly, so `W/"…"` matches nothing). One that names nothing of ours can match no
- * version: id "" and version -1.
+ * The versions of resource `id` an If-Match names; undefined when there is no If-Match or it is "*"
+ * (the write is unconditional). A list of ETags (RFC 9110 §13.1.1) names each of them; only strong
+ * ETags of ours count (If-Match compares strongly, so `W/"…"` matches nothing), written as we write
+ * them (`v4`, not `v04`). An empty array: nothing listed can match.
  */
-export function parseIfMatch(ifMatch: string | undefined): { id: string; version: number } | undefined {
-  const named = parseIfMatchList(ifMatch);
-  if (!named) return undefined;
-  // Several versions of one resource: the current version is never below one a client has seen, so
-  // when the list holds it, it is the highest listed.
-  const best = named.filter((n) => n.id === named[0]?.id).sort((a, b) => b.version - a.version)[0];
-  return best ?? { id: '', version: -1 };
-}
-
-/** Every strong ETag of ours an If-Match lists; undefined without one or for "*". */
-function parseIfMatchList(ifMatch: string | undefined): { id: string; version: number }[] | undefined {
+export function ifMatchVersions(ifMatch: string | undefined, id: string): number[] | undefined {
   if (ifMatch === undefined || ifMatch.trim() === '*') return undefined;
-  const named: { id: string; version: number }[] = [];
+  const versions: number[] = [];
   for (const tag of ifMatch.split(',').map((t) => t.trim())) {
     const match = /^"([^"]+)\.v(0|[1-9]\d{0,9})"$/.exec(tag);
     // Versions are PostgreSQL integers: a larger number can match no version (and must not reach SQL).
-    if (match && Number(match[2]) <= 2_147_483_647) named.push({ id: match[1]!, version: Number(match[2]) });
+    if (match && match[1] === id && Number(match[2]) <= 2_147_483_647) versions.push(Number(match[2]));
   }
-  return named;
+  return versions;
 }
 
 /**
- * The version a conditional write must find for resource `id`: undefined without a condition,
- * -1 (matches nothing) when the If-Match names another resource or is not one of our ETags.
+ * The version a conditional write must find for resource `id`: undefined without a condition; with
+ * one, `current` when the If-Match lists it, else a version that matches nothing (-1). Without
+ * `current` (a write that reads nothing first), the one version listed for `id`, or -1 when none is;
+ * a caller that may meet several (ifMatchVersions) reads the current version first.
  */
-export function expectedVersion(ifMatch: string | undefined, id: string): number | undefined {
-  const named = parseIfMatchList(ifMatch);
-  if (!named) return undefined;
-  // The highest listed version of this resource (see parseIfMatch).
-  return named.filter((n) => n.id === id).reduce((highest, n) => Math.max(highest, n.version), -1);
+export function expectedVersion(ifMatch: string | undefined, id: string, current?: number): number | undefined {
+  const versions = ifMatchVersions(ifMatch, id);
+  if (!versions) return undefined;
+  if (current !== undefined) return versions.includes(current) ? current : -1;
+  return versions.length === 1 ? versions[0] : -1;
 }
 
 /** 409 CONCURRENT_UPDATE for a stale If-Match on `what` ("user", "role"…). */

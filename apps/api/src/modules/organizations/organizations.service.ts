@@ -75,7 +75,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
   /** Changes an organization; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
   async update(id: string, changes: { name?: string; plan?: Plan; limits?: Partial<PlanLimits> }, ifMatch?: string): Promise<OrganizationEntity> {
     const org = await this.get(id);
-    const expected = expectedVersion(ifMatch, org.id);
+    const expected = expectedVersion(ifMatch, org.id, org.version);
     if (expected !== undefined && expected !== org.version) throw staleIfMatch('organization');
     const plan = changes.plan ?? org.plan;
     if (changes.limits) this.assertCustomLimitsAllowed(plan);

@@ -57,7 +57,7 @@ export class RoleManagementService {
   async update(organizationId: string, id: string, dto: UpdateRoleDto, caller: AuthContext, ifMatch?: string): Promise<RoleEntity> {
     if (dto.permissions !== undefined) assertRolePermissions(caller, dto.permissions);
     const role = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, role.id);
+    const expected = expectedVersion(ifMatch, role.id, role.version);
     if (expected !== undefined && expected !== role.version) throw staleIfMatch('role');
     if (role.system && dto.name !== undefined && dto.name !== role.name) {
       throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be renamed', {
@@ -82,7 +82,7 @@ export class RoleManagementService {
   /** Deletes a custom role; its holders lose it (each publishes user.role_changed). */
   async delete(organizationId: string, id: string, ifMatch?: string): Promise<void> {
     const role = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, role.id);
+    const expected = expectedVersion(ifMatch, role.id, role.version);
     if (role.system) {
       throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be deleted', {
         details: [{ field: 'id', issue: 'Built-in roles cannot be deleted', provided: id, code: 'SYSTEM_ROLE' }],

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, staleIfMatch, toAppException } from '@app/common';
+import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, ifMatchVersions, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -181,7 +181,9 @@ export class UsersService {
   async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
     if ('role' in dto && dto.role !== undefined) return this.updateLocked(organizationId, id, dto, ifMatch);
     if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
-    const expected = expectedVersion(ifMatch, id);
+    // One ETag of this user: compared in the statement. Several: the current version decides which.
+    const listed = ifMatchVersions(ifMatch, id);
+    const expected = listed && listed.length > 1 ? expectedVersion(ifMatch, id, (await this.get(organizationId, id)).version) : expectedVersion(ifMatch, id);
     if (expected === -1) {
       await this.get(organizationId, id); // 404 first when there is no such user
       throw UsersService.staleIfMatch();
@@ -343,22 +345,17 @@ export class UsersService {
 
   async restore(organizationId: string, id: string, ifMatch?: string): Promise<UserRecord> {
     const current = await this.get(organizationId, id, { includeDeleted: true });
-    const expected = this.assertIfMatch(current, ifMatch);
+    this.assertIfMatch(current, ifMatch);
     if (!current.deleted_at) return current;
     return this.write(organizationId, async (manager) => {
-      // Back to the status it had: a suspended user comes back suspended. On the version read, so a
-      // change in between (another restore, a delete for good) is not overwritten.
-      const restored = await this.users.update(
-        manager,
-        organizationId,
-        id,
-        { status: current.status_before_delete ?? 'active', deleted_at: null, status_before_delete: null },
-        current.version,
-      );
-      if (!restored) {
-        if (expected !== undefined) throw UsersService.staleIfMatch();
-        return this.get(organizationId, id, { includeDeleted: true });
-      }
+      // On the user's row as locked now, not as read above: a change in between (a role deleted,
+      // another restore, a delete for good) is seen, and If-Match is checked against it.
+      const locked = await this.users.findDetailed(organizationId, id, manager, { lock: true });
+      if (!locked) throw new AppException('USER_NOT_FOUND', 'User not found');
+      this.assertIfMatch(locked, ifMatch);
+      if (!locked.deleted_at) return locked;
+      // Back to the status it had: a suspended user comes back suspended.
+      await this.users.update(manager, organizationId, id, { status: locked.status_before_delete ?? 'active', deleted_at: null, status_before_delete: null });
       const user = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(user), changes: ['status'] });
       return user;
@@ -765,7 +762,7 @@ export class UsersService {
 
   /** 409 unless If-Match (when sent) names `current`'s version; returns that version, or undefined without If-Match. */
   private assertIfMatch(current: UserRecord, ifMatch: string | undefined): number | undefined {
-    const expected = expectedVersion(ifMatch, current.id);
+    const expected = expectedVersion(ifMatch, current.id, current.version);
     if (expected !== undefined && expected !== current.version) throw UsersService.staleIfMatch();
     return expected;
   }

@@ -54,7 +54,7 @@ export class WebhooksService {
   /** Changes an endpoint; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
   async update(organizationId: string, id: string, dto: UpdateWebhookDto, ifMatch?: string): Promise<WebhookEntity> {
     const webhook = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, webhook.id);
+    const expected = expectedVersion(ifMatch, webhook.id, webhook.version);
     if (expected !== undefined && expected !== webhook.version) throw staleIfMatch('webhook');
     if (dto.url !== undefined) this.assertUrl(dto.url);
     const changes: Partial<WebhookEntity> = {};
@@ -71,7 +71,7 @@ export class WebhooksService {
 
   async delete(organizationId: string, id: string, ifMatch?: string): Promise<void> {
     const webhook = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, webhook.id);
+    const expected = expectedVersion(ifMatch, webhook.id, webhook.version);
     if (!(await this.repository.delete(organizationId, id, expected)) && expected !== undefined) throw staleIfMatch('webhook');
   }
 
