@@ -52,41 +52,6 @@ function charsOf(text: string): Chars {
   return { lower: chars.map((c) => c.toLowerCase()), word: chars.map((c) => WORD_CHAR.test(c)) };
 }
 
-/**
- * The trigrams pg_trgm extracts from `LIKE '%<chars from..to>%'` (an estimate, for costing only):
- * runs of letters and digits, padded with two blanks in front and one behind where a non-word
- * character (not the wildcard) bounds them, lower-cased.
- */
-function trigramsOf({ lower, word }: Chars, from: number, to: number): string[] {
-  const found: string[] = [];
-  const add = (t: string) => {
-    if (!found.includes(t)) found.push(t);
-  };
-  let i = from;
-  while (i < to) {
-    if (!word[i]) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < to && word[j]) j++;
-    // The run lower[i..j), with "  " in front when a non-word character precedes it and " " behind
-    // when one follows it.
-    const at = (k: number) => (k < i || k >= j ? ' ' : lower[k]);
-    const first = i > from ? i - 2 : i;
-    const last = j < to ? j + 1 : j;
-    for (let k = first; k + 3 <= last; k++) add(at(k) + at(k + 1) + at(k + 2));
-    i = j;
-  }
-  return found;
-}
-
-/** pg_trgm's trigrams of `LIKE '%text%'` (an estimate; see trigramsOf). */
-export function likeTrigrams(text: string): string[] {
-  const chars = charsOf(text);
-  return trigramsOf(chars, 0, chars.lower.length);
-}
-
 /** The model's cost of looking up trigrams of these frequencies (see HEAP_ROW_COST), in table-row units. */
 function lookupCost(unsorted: number[]): number {
   const freqs = Float64Array.from(unsorted).sort();
@@ -103,36 +68,40 @@ function lookupCost(unsorted: number[]): number {
 }
 
 /**
- * Frequencies of every trigram a part of the word can have, by position (the same strings as
- * trigramsOf, without building them for each part): `inner[k]` for characters k..k+2 of a run,
- * `frontTwo[s]`, `frontOne[s]`, `alone[s]` for "  c", " cd" and " c " at a run starting at s,
- * `back[e]` for "yz " at a run ending before e.
+ * Every trigram a part of the word can have, by position, so that each part's trigrams are found
+ * without building strings: `inner[k]` for characters k..k+2 of a run, `frontTwo[s]`, `frontOne[s]`
+ * and `alone[s]` for "  c", " cd" and " c " at a run starting at s, `back[e]` for "yz " at a run
+ * ending before e. `value` maps each trigram (in pg_trgm's show_trgm form) to what the table holds.
  */
-function positionalFrequencies(chars: Chars, sample: TrigramSample) {
-  const { lower, word } = chars;
-  const n = lower.length;
-  const unseen = 0.5 / sample.rows;
-  const f = (t: string) => Math.max((sample.counts.get(t) ?? 0) / sample.rows, unseen);
-  const inner: number[] = [];
-  const frontTwo: number[] = [];
-  const frontOne: number[] = [];
-  const alone: number[] = [];
-  const back: number[] = [];
-  for (let k = 0; k < n; k++) {
-    if (k + 2 < n && word[k] && word[k + 1] && word[k + 2]) inner[k] = f(lower[k]! + lower[k + 1]! + lower[k + 2]!);
-    if (word[k] && (k === 0 || !word[k - 1])) {
-      frontTwo[k] = f(`  ${lower[k]!}`);
-      alone[k] = f(` ${lower[k]!} `);
-      if (word[k + 1]) frontOne[k] = f(` ${lower[k]!}${lower[k + 1]!}`);
-    }
-    if (k >= 2 && word[k - 1] && word[k - 2] && !word[k]) back[k] = f(`${lower[k - 2]!}${lower[k - 1]!} `);
-  }
-  return { inner, frontTwo, frontOne, alone, back };
+interface Positional<T> {
+  inner: T[];
+  frontTwo: T[];
+  frontOne: T[];
+  alone: T[];
+  back: T[];
 }
 
-/** Frequencies of the trigrams of `LIKE '%<chars from..to>%'` (trigramsOf), from positionalFrequencies. */
-function partFrequencies(word: boolean[], at: ReturnType<typeof positionalFrequencies>, from: number, to: number): number[] {
-  const freqs: number[] = [];
+function positional<T>({ lower, word }: Chars, value: (trigram: string) => T): Positional<T> {
+  const at: Positional<T> = { inner: [], frontTwo: [], frontOne: [], alone: [], back: [] };
+  for (let k = 0; k < lower.length; k++) {
+    if (k + 2 < lower.length && word[k] && word[k + 1] && word[k + 2]) at.inner[k] = value(lower[k]! + lower[k + 1]! + lower[k + 2]!);
+    if (word[k] && (k === 0 || !word[k - 1])) {
+      at.frontTwo[k] = value(`  ${lower[k]!}`);
+      at.alone[k] = value(` ${lower[k]!} `);
+      if (word[k + 1]) at.frontOne[k] = value(` ${lower[k]!}${lower[k + 1]!}`);
+    }
+    if (k >= 2 && word[k - 1] && word[k - 2] && !word[k]) at.back[k] = value(`${lower[k - 2]!}${lower[k - 1]!} `);
+  }
+  return at;
+}
+
+/**
+ * The trigrams pg_trgm extracts from `LIKE '%<characters from..to>%'` (an estimate, for costing
+ * only), as entries of a positional table: runs of letters and digits, padded with two blanks in
+ * front and one behind where a non-word character (not the wildcard) bounds them.
+ */
+function partTrigrams<T>(word: boolean[], at: Positional<T>, from: number, to: number): T[] {
+  const found: T[] = [];
   let s = from;
   while (s < to) {
     if (!word[s]) {
@@ -145,15 +114,21 @@ function partFrequencies(word: boolean[], at: ReturnType<typeof positionalFreque
     const padBack = e < to; // one follows it
     const length = e - s;
     if (padFront) {
-      freqs.push(at.frontTwo[s]!);
-      if (length >= 2) freqs.push(at.frontOne[s]!);
-      else if (padBack) freqs.push(at.alone[s]!);
+      found.push(at.frontTwo[s]!);
+      if (length >= 2) found.push(at.frontOne[s]!);
+      else if (padBack) found.push(at.alone[s]!);
     }
-    for (let k = s; k + 3 <= e; k++) freqs.push(at.inner[k]!);
-    if (padBack && length >= 2) freqs.push(at.back[e]!);
+    for (let k = s; k + 3 <= e; k++) found.push(at.inner[k]!);
+    if (padBack && length >= 2) found.push(at.back[e]!);
     s = e;
   }
-  return freqs;
+  return found;
+}
+
+/** pg_trgm's trigrams of `LIKE '%text%'`, each once (an estimate; see partTrigrams). */
+export function likeTrigrams(text: string): string[] {
+  const chars = charsOf(text);
+  return [...new Set(partTrigrams(chars.word, positional(chars, (t) => t), 0, chars.lower.length))];
 }
 
 /**
@@ -167,14 +142,15 @@ export function indexedPart(word: string, sample: TrigramSample | undefined): st
   const chars = charsOf(word);
   const length = chars.lower.length;
   if (length > MAX_WORD_CHARS || length <= 3) return word;
-  const at = positionalFrequencies(chars, sample);
-  const whole = partFrequencies(chars.word, at, 0, length);
+  const unseen = 0.5 / sample.rows;
+  const at = positional(chars, (t) => Math.max((sample.counts.get(t) ?? 0) / sample.rows, unseen));
+  const whole = partTrigrams(chars.word, at, 0, length);
   if (whole.length === 0) return word;
   let best = { cost: lookupCost(whole) / MIN_GAIN, from: 0, to: length };
   for (let from = 0; from + 3 <= length; from++) {
     for (let to = from + 3; to <= Math.min(length, from + MAX_PART_CHARS); to++) {
       if (from === 0 && to === length) continue;
-      const freqs = partFrequencies(chars.word, at, from, to);
+      const freqs = partTrigrams(chars.word, at, from, to);
       if (freqs.length === 0) continue;
       const cost = lookupCost(freqs);
       if (cost < best.cost) best = { cost, from, to };
