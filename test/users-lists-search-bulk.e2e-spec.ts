@@ -510,6 +510,16 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       const first = await search({ q: tg, limit: 2 });
       expectError(await get(`/v2/users/search?${qs({ q: tg, limit: 2, filters: '{"role":"admin"}', cursor: first.pagination.next_cursor! })}`), 400, 'INVALID_CURSOR', 'search cursor with other filters');
       expectError(await get(`/v2/users/search?${qs({ q: `${tg} zephyr`, limit: 2, cursor: first.pagination.next_cursor! })}`), 400, 'INVALID_CURSOR', 'search cursor with other q');
+      // The same query written otherwise (spacing of q, key order and spacing of filters) is the same query.
+      const asFirst = { q: `${tg} zephyr`, limit: 1, filters: '{"role":{"in":["admin","moderator"]},"status":"active"}' };
+      const page1 = await search(asFirst);
+      expect(page1.pagination.next_cursor).toEqual(expect.any(String));
+      const plain = await search({ ...asFirst, cursor: page1.pagination.next_cursor! });
+      const rewritten = await search({ q: `  ${tg}   zephyr `, limit: 1, filters: '{ "status": "active", "role": { "in": [ "admin", "moderator" ] } }', cursor: page1.pagination.next_cursor! });
+      expect(ids(rewritten)).toEqual(ids(plain));
+      expect(sorted([...ids(page1), ...ids(plain)])).toEqual(sorted(idsOf('alice', 'bob')));
+      // Other values are still another query.
+      expectError(await get(`/v2/users/search?${qs({ ...asFirst, filters: '{"role":{"in":["admin"]},"status":"active"}', cursor: page1.pagination.next_cursor! })}`), 400, 'INVALID_CURSOR', 'other filter values');
     });
 
     it('totals: a page that reaches the end carries the exact total; a page with more after it, the counted one', async () => {

@@ -14,6 +14,7 @@ import { RolesService } from '../roles/roles.service';
 import { OrganizationsService } from '../organizations/organizations.service';
 import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
 import { PasswordHasher } from './password-hasher';
+import { canonicalJson } from '../idempotency/canonical-json';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import {
@@ -68,6 +69,28 @@ interface SearchShape extends Record<string, string | undefined> {
 function normalizeSort(raw: string | undefined): string {
   return parseSort(raw, DEFAULT_SORT).map((k) => `${k.field}:${k.direction}`).join(',');
 }
+
+/**
+ * Whether a parameter sent with a cursor asks for what the cursor's query asked: `q` and `search`
+ * as their words (other spacing is the same search), `filters` as the JSON they parse to (other key
+ * order or spacing is the same filter), anything else as sent. The page is built from the cursor's
+ * own text either way.
+ */
+function sameParameter(key: string, sent: string, made: string | undefined): boolean {
+  if (made === undefined) return false;
+  if (sent === made) return true;
+  if (key === 'q' || key === 'search') return words(sent) === words(made);
+  if (key === 'filters') {
+    try {
+      return canonicalJson(JSON.parse(sent)) === canonicalJson(JSON.parse(made));
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+const words = (text: string) => text.split(/\s+/).filter(Boolean).join(' ');
 
 export interface BulkItemResult {
   index: number;
@@ -461,7 +484,7 @@ export class UsersService {
       throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
     }
     for (const [key, value] of Object.entries(asked)) {
-      if (value !== undefined && value !== position.q[key]) {
+      if (value !== undefined && !sameParameter(key, value, position.q[key])) {
         throw new AppException('INVALID_CURSOR', `The cursor was made for another ${key}; send the cursor alone or with the same parameters`);
       }
     }
