@@ -1,3 +1,4 @@
 export * from './app-validation.pipe';
 export * from './json-size.validator';
 export * from './omittable.validator';
+export * from './canonical-json';

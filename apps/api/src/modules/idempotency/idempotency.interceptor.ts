@@ -1,10 +1,9 @@
 import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { AppException, AuthenticatedRequest } from '@app/common';
+import { AppException, AuthenticatedRequest, canonicalJson } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import { createHash } from 'node:crypto';
 import { from, lastValueFrom, Observable, of } from 'rxjs';
-import { canonicalJson } from './canonical-json';
 import { IDEMPOTENCY_REPLAY_OMITS } from './idempotency.constants';
 import { IdempotencyRepository, ReplayHeaders } from './idempotency.repository';
 

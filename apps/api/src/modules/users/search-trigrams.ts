@@ -41,6 +41,16 @@ const MIN_GAIN = 2;
 const WORD_CHAR = /[\p{L}\p{N}]/u;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
+/**
+ * Whether a part of `word` may stand for it in the index: only printable ASCII, whose lower case is
+ * the same character by character under every collation, so that the lower case of a part is part
+ * of the word's lower case (PostgreSQL's lower() of a Greek capital sigma, say, depends on the
+ * letter after it).
+ */
+export function mayCutWord(word: string): boolean {
+  return PRINTABLE_ASCII.test(word);
+}
+
 /** A word split into characters (code points), lower-cased, with pg_trgm's word-character flags. */
 interface Chars {
   lower: string[];
@@ -136,9 +146,7 @@ export function likeTrigrams(text: string): string[] {
  * MAX_PART_CHARS of its characters. Pure: the same word and sample always give the same part.
  */
 export function indexedPart(word: string, sample: TrigramSample | undefined): string {
-  // Only printable ASCII: its lower case is the same character by character under every collation,
-  // so the lower case of a part is part of the word's lower case (see user-query.ts).
-  if (!sample || sample.rows < MIN_SAMPLE_ROWS || !PRINTABLE_ASCII.test(word)) return word;
+  if (!sample || sample.rows < MIN_SAMPLE_ROWS || !mayCutWord(word)) return word;
   const chars = charsOf(word);
   const length = chars.lower.length;
   if (length > MAX_WORD_CHARS || length <= 3) return word;

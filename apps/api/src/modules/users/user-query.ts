@@ -1,4 +1,5 @@
 import { AppException, ErrorDetail, findUnstorableText } from '@app/common';
+import { mayCutWord } from './search-trigrams';
 
 /**
  * Turns list and search parameters into parameterised SQL over `users u`. Field names, operators
@@ -99,12 +100,14 @@ export function escapeLike(value: string): string {
  */
 export function textSearchConditions(text: string | undefined, params: SqlParams, indexedPart: IndexedPart = wholeWord): string[] {
   if (!text) return [];
-  const conditions = text
-    .split(/\s+/)
-    .filter(Boolean)
-    .map((word) => containsCondition(SEARCH_EXPRESSION, word, indexedPart(word), params));
+  const conditions = searchWords(text).map((word) => containsCondition(SEARCH_EXPRESSION, word, indexedPart(word), params));
   if (conditions.length > 0) params.valueDependent();
   return conditions;
+}
+
+/** The words of `q` or `search`: separated by any whitespace. */
+export function searchWords(text: string): string[] {
+  return text.split(/\s+/).filter(Boolean);
 }
 
 /** Which part of a word the trigram index looks up (SearchTrigramStats.indexedPart): a substring of the word. */
@@ -123,14 +126,9 @@ function containsCondition(text: string, word: string, part: string, params: Sql
   return `(${like(part)} AND strpos(${text}, lower(${params.p(word)})) > 0)`;
 }
 
-/**
- * Whether `part` may stand for `word` in the index condition: a proper substring, and ASCII, whose
- * lower case is the same character by character under every collation (PostgreSQL's lower() of a
- * Greek capital sigma, say, depends on the letter after it, so the lower case of a part of such a
- * word need not be part of the word's lower case).
- */
+/** Whether `part` may stand for `word` in the index condition: a proper substring of a word that may be cut (mayCutWord). */
 function isPartOf(part: string, word: string): boolean {
-  return part !== word && word.includes(part) && /^[\x20-\x7e]*$/.test(word);
+  return part !== word && word.includes(part) && mayCutWord(word);
 }
 
 function filterError(field: string, issue: string, provided: unknown): AppException {
@@ -256,7 +254,6 @@ function compile(
         // The names and the email are in the trigram index's text: the second condition follows
         // from the first (ILIKE compares lower() of both sides, character by character) and lets
         // PostgreSQL find the rows through the index instead of reading the whole organization.
-        // (The email is compared as stored, not as email_lower, whose lower case JavaScript made.)
         if (TRIGRAM_INDEXED.has(field)) {
           const part = indexedPart(value);
           const lookup = isPartOf(part, value) ? params.p(`%${escapeLike(part)}%`) : pattern;

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, ifMatchVersions, staleIfMatch, toAppException } from '@app/common';
+import { AppException, canonicalJson, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, ifMatchVersions, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -14,7 +14,6 @@ import { RolesService } from '../roles/roles.service';
 import { OrganizationsService } from '../organizations/organizations.service';
 import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, UpdateOwnProfileDto, UpdateUserDto } from './dto/user.dto';
 import { PasswordHasher } from './password-hasher';
-import { canonicalJson } from '../idempotency/canonical-json';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import {
@@ -23,6 +22,7 @@ import {
   parseFields,
   parseFilters,
   parseSort,
+  searchWords,
   SortKey,
   sortValueColumns,
   SqlParams,
@@ -79,7 +79,7 @@ function normalizeSort(raw: string | undefined): string {
 function sameParameter(key: string, sent: string, made: string | undefined): boolean {
   if (made === undefined) return false;
   if (sent === made) return true;
-  if (key === 'q' || key === 'search') return words(sent) === words(made);
+  if (key === 'q' || key === 'search') return searchWords(sent).join(' ') === searchWords(made).join(' ');
   if (key === 'filters') {
     try {
       return canonicalJson(JSON.parse(sent)) === canonicalJson(JSON.parse(made));
@@ -89,8 +89,6 @@ function sameParameter(key: string, sent: string, made: string | undefined): boo
   }
   return false;
 }
-
-const words = (text: string) => text.split(/\s+/).filter(Boolean).join(' ');
 
 export interface BulkItemResult {
   index: number;
