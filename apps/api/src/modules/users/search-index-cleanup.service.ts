@@ -1,4 +1,5 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { WorkLoop } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { UsersRepository } from './users.repository';
 
@@ -15,28 +16,27 @@ import { UsersRepository } from './users.repository';
 @Injectable()
 export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SearchIndexCleanup.name);
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly loop: WorkLoop;
   /** Whether a search has read the index since the last merge (noteSearch). */
   private searched = false;
 
   constructor(
     private readonly users: UsersRepository,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    const interval = this.config.searchIndexCleanupIntervalMs;
-    if (interval === 0) return;
-    this.timer = setInterval(() => {
-      if (this.searched) void this.clean();
-    }, interval);
-    this.timer.unref();
+  ) {
+    this.loop = new WorkLoop(() => (this.searched ? this.merge() : Promise.resolve()), {
+      pollMs: this.config.searchIndexCleanupIntervalMs,
+      logger: this.logger,
+      what: 'Merging the search index pending list',
+    });
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    this.stop();
-    await this.running;
+  onApplicationBootstrap(): void {
+    if (this.config.searchIndexCleanupIntervalMs > 0) this.loop.start();
+  }
+
+  beforeApplicationShutdown(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** A search is about to read the trigram index: the next tick merges the list. */
@@ -44,17 +44,13 @@ export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplica
     this.searched = true;
   }
 
-  /** One merge at a time; a failure is logged, and one the database will repeat (not the index's owner) stops the timer. */
+  /** Merges the list now, searched or not (one merge at a time). */
   clean(): Promise<void> {
-    this.running ??= this.merge().finally(() => (this.running = undefined));
-    return this.running;
+    this.searched = true;
+    return this.loop.settle();
   }
 
-  private stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
+  /** A failure is logged; one the database will repeat (not the index's owner) stops the loop. */
   private async merge(): Promise<void> {
     this.searched = false;
     try {
@@ -63,7 +59,7 @@ export class SearchIndexCleanup implements OnApplicationBootstrap, BeforeApplica
       const code = (e as { code?: string }).code;
       // 42501: must be owner of the index (the API's role did not create it); 42883/42P01: no such function or index.
       if (code === '42501' || code === '42883' || code === '42P01') {
-        this.stop();
+        void this.loop.stop();
         this.logger.warn({ err: e }, 'Cannot merge the search index pending list; writers will merge it themselves. Run the API as the owner of the tables, or set SEARCH_INDEX_CLEANUP_INTERVAL_MS=0');
         return;
       }

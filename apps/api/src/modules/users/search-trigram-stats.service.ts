@@ -1,4 +1,5 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { WorkLoop } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { indexedPart, TrigramSample } from './search-trigrams';
 import { UsersRepository } from './users.repository';
@@ -15,32 +16,32 @@ const SAMPLE_PAGES = 700;
 @Injectable()
 export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SearchTrigramStats.name);
+  private readonly loop: WorkLoop;
   private sample: TrigramSample | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
 
   constructor(
     private readonly users: UsersRepository,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  ) {
+    this.loop = new WorkLoop(() => this.take(), {
+      pollMs: this.config.searchStatsRefreshSeconds * 1000,
+      logger: this.logger,
+      what: 'Sampling search trigram frequencies',
+    });
+  }
 
+  /** A sample at start (in the background), then every SEARCH_STATS_REFRESH_SECONDS. */
   onApplicationBootstrap(): void {
-    const seconds = this.config.searchStatsRefreshSeconds;
-    if (seconds === 0) return;
-    void this.refresh().catch(() => undefined);
-    this.timer = setInterval(() => void this.refresh().catch(() => undefined), seconds * 1000);
-    this.timer.unref();
+    if (this.config.searchStatsRefreshSeconds > 0) this.loop.start();
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+  beforeApplicationShutdown(): Promise<void> {
+    return this.loop.stop();
   }
 
-  /** Takes a new sample (one at a time); a failure is logged and keeps the previous sample. */
+  /** Takes a new sample now (one at a time); a failure is logged and keeps the previous sample. */
   refresh(): Promise<void> {
-    this.running ??= this.take().finally(() => (this.running = undefined));
-    return this.running;
+    return this.loop.settle();
   }
 
   /** The part of a search word the trigram index should look up (the whole word without a sample). */
