@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 
 /**
  * A background pass that runs on a timer and whenever it is kicked, never twice at once: kicks
- * that arrive while a pass runs are folded into one more pass. Used by the outbox dispatcher and
+ * that arrive while a pass runs are folded into one more pass. Used by the outbox dispatcher,
  * the webhook delivery worker, the search index cleanup and the trigram sampling.
  */
 export class WorkLoop {
