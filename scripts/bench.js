@@ -50,6 +50,8 @@ const SCENARIOS = [
   { name: 'get_user', label: 'get user by id', target_rps: 2000, target_p99_ms: 50 },
   { name: 'list', label: 'list first page', target_rps: undefined, target_p99_ms: undefined },
   { name: 'list_cursor', label: 'list with cursor', target_rps: undefined, target_p99_ms: undefined },
+  // Most recent sign-ins first, by cursor: the order user_login_sort_keys' index serves.
+  { name: 'list_last_login', label: 'list by last_login, cursor', target_rps: undefined, target_p99_ms: undefined },
   { name: 'search_q', label: 'search q', target_rps: 400, target_p99_ms: 150 },
   // Finding one person by their email: the text-search path a rare term takes (the trigram index).
   { name: 'search_q_rare', label: 'search q, one user', target_rps: 400, target_p99_ms: 150 },
@@ -218,7 +220,8 @@ async function main() {
         began = Date.now();
         const removed = await client.query(`DELETE FROM users WHERE organization_id = $1 AND id NOT LIKE 'user\\_bench%'`, [db.orgId]);
         await client.query(`DELETE FROM user_roles WHERE organization_id = $1 AND user_id NOT LIKE 'user\\_bench%'`, [db.orgId]);
-        await client.query('VACUUM (ANALYZE) users');
+        await client.query(`DELETE FROM user_login_sort_keys WHERE organization_id = $1 AND user_id NOT LIKE 'user\\_bench%'`, [db.orgId]);
+        await client.query('VACUUM (ANALYZE) users, user_login_sort_keys');
         log(`removed ${removed.rowCount} users made by earlier runs, in ${lib.formatDuration(Date.now() - began)}`);
         db = await lib.inspectDatabase(client);
       }
@@ -238,8 +241,8 @@ async function main() {
       began = Date.now();
       try {
         await client.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm');
-        await client.query(`SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.relname = 'users' OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'users'::regclass)`);
-        log(`prewarmed the users table and its indexes in ${lib.formatDuration(Date.now() - began)}`);
+        await client.query(`SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.relname IN ('users', 'user_login_sort_keys') OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('users'::regclass, 'user_login_sort_keys'::regclass))`);
+        log(`prewarmed the users and user_login_sort_keys tables and their indexes in ${lib.formatDuration(Date.now() - began)}`);
       } catch (error) {
         log(`WARNING: could not prewarm (${error.message}); the first scenarios run on a cold cache`);
       }
@@ -269,6 +272,36 @@ async function main() {
     if (maxBench < 1) throw new Error('no seeded users to address');
   };
 
+  /** Cursor pages of GET /v2/users sorted by `sort`: up to 20 consecutive cursors, picked at random. */
+  const cursorWalk = async (row, sort) => {
+    const firstPath = `/v2/users?limit=25&sort=${sort}`;
+    const first = await lib.request(baseUrl, 'GET', firstPath, { token });
+    if (!first.ok) throw new lib.ApiError(`GET ${firstPath}`, first);
+    const firstCursor = first.json?.pagination?.next_cursor;
+    if (!firstCursor) throw new Error(`GET ${firstPath} has no pagination.next_cursor`);
+    // As seed §8.2 shows it: the cursor alone continues the walk it was issued for.
+    let pathFor = (cursor) => `/v2/users?cursor=${encodeURIComponent(cursor)}`;
+    let page = await lib.request(baseUrl, 'GET', pathFor(firstCursor), { token });
+    if (!page.ok) {
+      const documented = page;
+      const repeated = (cursor) => `/v2/users?limit=25&sort=${sort}&cursor=${encodeURIComponent(cursor)}`;
+      page = await lib.request(baseUrl, 'GET', repeated(firstCursor), { token });
+      if (!page.ok) throw new lib.ApiError(`GET ${repeated('…')}`, page);
+      row.note =
+        `GET /v2/users?cursor=… alone (as seed §8.2 shows) answered HTTP ${documented.status} ` +
+        `${lib.truncate(documented.text, 300)}; measured with limit=25&sort=${sort} repeated instead`;
+      log(`[${row.name}] note: ${row.note}`);
+      pathFor = repeated;
+    }
+    // Up to 20 consecutive cursors, so the load walks several pages.
+    const cursors = [firstCursor];
+    for (let i = 0; i < 19 && page.ok && page.json?.pagination?.next_cursor; i++) {
+      cursors.push(page.json.pagination.next_cursor);
+      page = await lib.request(baseUrl, 'GET', pathFor(cursors[cursors.length - 1]), { token });
+    }
+    return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: pathFor(lib.pick(cursors)) }) }];
+  };
+
   /** Per scenario: returns autocannon request objects; throws when the set-up itself fails. */
   const prepare = {
     get_user: async () => {
@@ -283,34 +316,8 @@ async function main() {
       return yardstickRequests(yardstick);
     },
     list: async () => [{ method: 'GET', path: '/v2/users?limit=25', headers: auth }],
-    list_cursor: async (row) => {
-      const firstPath = '/v2/users?limit=25&sort=created_at:asc';
-      const first = await lib.request(baseUrl, 'GET', firstPath, { token });
-      if (!first.ok) throw new lib.ApiError(`GET ${firstPath}`, first);
-      const firstCursor = first.json?.pagination?.next_cursor;
-      if (!firstCursor) throw new Error(`GET ${firstPath} has no pagination.next_cursor`);
-      // As seed §8.2 shows it: the cursor alone continues the walk it was issued for.
-      let pathFor = (cursor) => `/v2/users?cursor=${encodeURIComponent(cursor)}`;
-      let page = await lib.request(baseUrl, 'GET', pathFor(firstCursor), { token });
-      if (!page.ok) {
-        const documented = page;
-        const repeated = (cursor) => `/v2/users?limit=25&sort=created_at:asc&cursor=${encodeURIComponent(cursor)}`;
-        page = await lib.request(baseUrl, 'GET', repeated(firstCursor), { token });
-        if (!page.ok) throw new lib.ApiError(`GET ${repeated('…')}`, page);
-        row.note =
-          `GET /v2/users?cursor=… alone (as seed §8.2 shows) answered HTTP ${documented.status} ` +
-          `${lib.truncate(documented.text, 300)}; measured with limit=25&sort=created_at:asc repeated instead`;
-        log(`[list_cursor] note: ${row.note}`);
-        pathFor = repeated;
-      }
-      // Up to 20 consecutive cursors, so the load walks several pages.
-      const cursors = [firstCursor];
-      for (let i = 0; i < 19 && page.ok && page.json?.pagination?.next_cursor; i++) {
-        cursors.push(page.json.pagination.next_cursor);
-        page = await lib.request(baseUrl, 'GET', pathFor(cursors[cursors.length - 1]), { token });
-      }
-      return [{ method: 'GET', headers: auth, setupRequest: (req) => ({ ...req, path: pathFor(lib.pick(cursors)) }) }];
-    },
+    list_cursor: (row) => cursorWalk(row, 'created_at:asc'),
+    list_last_login: (row) => cursorWalk(row, 'last_login:desc'),
     search_q: async () => [
       {
         method: 'GET',

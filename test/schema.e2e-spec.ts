@@ -37,6 +37,18 @@ describe('Schema: migrations are the only source of the schema', () => {
     expect(defs.some((d) => d.startsWith('gin ') && d.includes('gin_trgm_ops'))).toBe(true);
   });
 
+  it('serves sort=last_login and sort=login_count from user_login_sort_keys, leaving the users table without those indexes', async () => {
+    const keys = await t.sql<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE tablename = 'user_login_sort_keys' ORDER BY indexname`);
+    expect(keys.map((r) => r.indexdef.replace(/^.* USING /, ''))).toEqual([
+      'btree (organization_id, last_login, user_id)',
+      'btree (organization_id, login_count, user_id)',
+      'btree (user_id)',
+    ]);
+    // An index on either column of users would make every sign-in a non-HOT update.
+    const onUsers = await t.sql<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE tablename = 'users'`);
+    expect(onUsers.filter((r) => /last_login|login_count/.test(r.indexdef))).toEqual([]);
+  });
+
   it('has run every migration', async () => {
     expect(await t.dataSource.showMigrations()).toBe(false);
   });

@@ -12,16 +12,23 @@ export interface SortKey {
   direction: SortDirection;
 }
 
-/** Sortable fields and the SQL that orders by them (NULL last_login sorts as the oldest). */
+/**
+ * Sortable fields and the SQL that orders by them. The sign-in fields come from the users' rows in
+ * user_login_sort_keys (`k`, joined by LOGIN_SORT_KEYS_JOIN), whose indexes serve their order
+ * (migration UserLoginSortKeys); a user who never signed in has the oldest last_login (-infinity).
+ */
 const SORT_SQL = {
   created_at: { sql: 'u.created_at', cast: 'timestamptz' },
   updated_at: { sql: 'u.updated_at', cast: 'timestamptz' },
-  last_login: { sql: "COALESCE(u.last_login, '-infinity'::timestamptz)", cast: 'timestamptz' },
+  last_login: { sql: 'k.last_login', cast: 'timestamptz' },
   email: { sql: 'u.email_lower', cast: 'text' },
   first_name: { sql: 'u.first_name', cast: 'text' },
   last_name: { sql: 'u.last_name', cast: 'text' },
-  login_count: { sql: 'u.login_count', cast: 'int' },
+  login_count: { sql: 'k.login_count', cast: 'int' },
 } as const;
+const SIGN_IN_SORT_FIELDS = new Set<string>(['last_login', 'login_count']);
+/** Joins a user's sign-in sort keys (`k`), on the organization too, so that its index applies. */
+const LOGIN_SORT_KEYS_JOIN = 'JOIN user_login_sort_keys k ON k.user_id = u.id AND k.organization_id = u.organization_id';
 export type SortField = keyof typeof SORT_SQL;
 export const SORT_FIELDS = Object.keys(SORT_SQL) as SortField[];
 
@@ -294,7 +301,7 @@ function compile(
     }
     case 'date': {
       // A user who never signed in has the oldest last_login, as in the sort: lt, lte and ne include them.
-      const column = field === 'last_login' ? SORT_SQL.last_login.sql : `u.${field}`;
+      const column = field === 'last_login' ? "COALESCE(u.last_login, '-infinity'::timestamptz)" : `u.${field}`;
       if (op === 'contains') throw filterError(field, '"contains" applies to strings', op);
       if (op === 'in') {
         const days = list(isString, 'dates').map((v) => parseDate(field, v));
@@ -395,10 +402,23 @@ export function parseFields(raw: string | undefined): string[] | undefined {
   return [...new Set(['id', ...(items as string[])])];
 }
 
+/** The join a sort needs beside `users u` (LOGIN_SORT_KEYS_JOIN for the sign-in fields), or ''. */
+export function sortJoin(sort: SortKey[]): string {
+  return sort.some((k) => SIGN_IN_SORT_FIELDS.has(k.field)) ? LOGIN_SORT_KEYS_JOIN : '';
+}
+
+/**
+ * The id that breaks ties: the joined sort keys' copy when there is one, so that an index of
+ * user_login_sort_keys, which ends with user_id, serves the whole ORDER BY and the cursor's row comparison.
+ */
+function tieBreaker(sort: SortKey[]): string {
+  return sortJoin(sort) ? 'k.user_id' : 'u.id';
+}
+
 /** ORDER BY for the sort keys plus the id tie-breaker (in the direction of the last key). */
 export function orderBy(sort: SortKey[]): string {
   const last = sort[sort.length - 1]!.direction;
-  return [...sort.map((k) => `${SORT_SQL[k.field].sql} ${k.direction.toUpperCase()}`), `u.id ${last.toUpperCase()}`].join(', ');
+  return [...sort.map((k) => `${SORT_SQL[k.field].sql} ${k.direction.toUpperCase()}`), `${tieBreaker(sort)} ${last.toUpperCase()}`].join(', ');
 }
 
 /** The sort values of a row, as text, for the next cursor (keeps PostgreSQL's microseconds). */
@@ -409,7 +429,7 @@ export function sortValueColumns(sort: SortKey[]): string {
 /** Rows strictly after the cursor position, for any mix of directions. */
 export function keysetCondition(sort: SortKey[], values: string[], lastId: string, params: SqlParams): string {
   const last = sort[sort.length - 1]!.direction;
-  const keys = [...sort.map((k, i) => ({ sql: SORT_SQL[k.field].sql, cast: SORT_SQL[k.field].cast, dir: k.direction, value: values[i] })), { sql: 'u.id', cast: 'text', dir: last, value: lastId }];
+  const keys = [...sort.map((k, i) => ({ sql: SORT_SQL[k.field].sql, cast: SORT_SQL[k.field].cast, dir: k.direction, value: values[i] })), { sql: tieBreaker(sort), cast: 'text', dir: last, value: lastId }];
   if (keys.some((k) => typeof k.value !== 'string')) throw new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
   if (keys.every((k) => k.dir === keys[0]!.dir)) {
     const op = keys[0]!.dir === 'asc' ? '>' : '<';

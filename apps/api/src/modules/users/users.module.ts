@@ -6,7 +6,7 @@ import { RolesModule } from '../roles/roles.module';
 import { AccountTokensService } from './account-tokens.service';
 import { EmailTokenEntity } from './entities/email-token.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
-import { UserActivityMonthEntity, UserEntity, UserRoleEntity } from './entities/user.entity';
+import { UserActivityMonthEntity, UserEntity, UserLoginSortKeyEntity, UserRoleEntity } from './entities/user.entity';
 import { CredentialTokensRepository } from './credential-tokens.repository';
 import { PasswordHasher } from './password-hasher';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
@@ -18,7 +18,7 @@ import { UsersService } from './users.service';
 
 @Module({
   imports: [
-    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, RefreshTokenEntity, EmailTokenEntity]),
+    TypeOrmModule.forFeature([UserEntity, UserRoleEntity, UserActivityMonthEntity, UserLoginSortKeyEntity, RefreshTokenEntity, EmailTokenEntity]),
     RolesModule,
     DenylistModule,
     OrganizationsModule,

@@ -75,6 +75,14 @@ const MARK_ACTIVE_FROM = (source: string, at: string) => `
          SELECT organization_id, to_char(${at}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'), id FROM ${source}
          ON CONFLICT DO NOTHING`;
 
+/**
+ * The sign-in sort keys of new users (`source`: a CTE of inserted users rows with id and
+ * organization_id): never signed in (migration UserLoginSortKeys).
+ */
+const LOGIN_SORT_KEYS_FROM = (source: string) => `
+         INSERT INTO user_login_sort_keys (user_id, organization_id, last_login, login_count)
+         SELECT id, organization_id, '-infinity', 0 FROM ${source}`;
+
 /** SET clauses for column changes (column names come from the service's whitelist, never from input). */
 function setClauses(changes: Record<string, unknown>, params: SqlParams): string[] {
   return Object.entries(changes).map(([column, value]) => {
@@ -162,6 +170,9 @@ export class UsersRepository {
          UPDATE users SET last_login = $3, login_count = login_count + 1, password_hash = COALESCE($10, password_hash)
           WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
        act AS (${MARK_ACTIVE_FROM('upd', '$3')}),
+       keys AS (
+         UPDATE user_login_sort_keys k SET last_login = upd.last_login, login_count = upd.login_count
+           FROM upd WHERE k.user_id = upd.id),
        rt AS (
          INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at)
          SELECT $4, $5, organization_id, id, $6, $7 FROM upd),
@@ -215,6 +226,7 @@ export class UsersRepository {
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING id, organization_id),
        act AS (${MARK_ACTIVE_FROM('ins', '$3')}),
+       keys AS (${LOGIN_SORT_KEYS_FROM('ins')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT t.event_id, $1, 'user.created', t.event, $3 FROM t WHERE t.id IN (SELECT id FROM ins) ORDER BY t.n)
@@ -250,6 +262,7 @@ export class UsersRepository {
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING *),
        act AS (${MARK_ACTIVE_FROM('ins', '$9')}),
+       keys AS (${LOGIN_SORT_KEYS_FROM('ins')}),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $10, ins.organization_id, 'user.created', jsonb_set($11::jsonb, '{user,role}', to_jsonb(r.name)), $9 FROM ins, r)
@@ -398,6 +411,7 @@ export class UsersRepository {
       [organizationId, id, expectedVersion ?? null],
     );
     if (result[1] === 0) return false;
+    await manager.query(`DELETE FROM user_login_sort_keys WHERE user_id = $1`, [id]);
     await manager.query(`DELETE FROM user_roles WHERE organization_id = $1 AND user_id = $2`, [organizationId, id]);
     await manager.query(`DELETE FROM refresh_tokens WHERE organization_id = $1 AND user_id = $2`, [organizationId, id]);
     // The monthly-activity rows stay (they hold only the id): a user created or active this month
@@ -463,9 +477,17 @@ export class UsersRepository {
    * statement named by its hash and repeated list shapes skip planning; with one
    * (`params.planPerCall`), PostgreSQL plans it for its values on every call (SqlParams.planPerCall).
    */
-  async page(params: SqlParams, where: string[], order: string, extraColumns: string, limit: number, offset: number): Promise<(UserRecord & Record<string, string>)[]> {
+  async page(
+    params: SqlParams,
+    where: string[],
+    order: string,
+    extraColumns: string,
+    limit: number,
+    offset: number,
+    join = '',
+  ): Promise<(UserRecord & Record<string, string>)[]> {
     const extra = extraColumns ? `, ${extraColumns}` : '';
-    const text = `${SELECT_USER.replace('SELECT u.*, pr.name AS role_name', `SELECT u.*, pr.name AS role_name${extra}`)}
+    const text = `${SELECT_USER.replace('SELECT u.*, pr.name AS role_name', `SELECT u.*, pr.name AS role_name${extra}`)} ${join}
         WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${params.p(limit)} OFFSET ${params.p(offset)}`;
     return (await this.shaped<UserRecord & Record<string, string>>(text, params)).rows;
   }

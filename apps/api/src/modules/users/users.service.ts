@@ -19,6 +19,7 @@ import { SearchTrigramStats } from './search-trigram-stats.service';
 import {
   keysetCondition,
   orderBy,
+  sortJoin,
   parseFields,
   parseFilters,
   parseSort,
@@ -514,7 +515,7 @@ export class UsersService {
       where = [...where, keysetCondition(sort, position.v, position.id, params)];
       offset = 0;
     }
-    const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset);
+    const rows = await this.users.page(params, where, orderBy(sort), sortValueColumns(sort), limit + 1, offset, sortJoin(sort));
     const hasMore = rows.length > limit;
     let total: number;
     if (position) {

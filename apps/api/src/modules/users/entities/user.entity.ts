@@ -106,3 +106,25 @@ export class UserActivityMonthEntity {
   @PrimaryColumn('text')
   userId!: string;
 }
+
+/**
+ * Each user's sign-in sort keys, which `sort=last_login` and `sort=login_count` read in index order
+ * (migration UserLoginSortKeys says why they are not indexed on users). Written with the users row
+ * by UsersRepository; `-infinity` for a user who never signed in.
+ */
+@Entity('user_login_sort_keys')
+@Index('IDX_user_login_sort_keys_org_last_login', ['organizationId', 'lastLogin', 'userId'])
+@Index('IDX_user_login_sort_keys_org_login_count', ['organizationId', 'loginCount', 'userId'])
+export class UserLoginSortKeyEntity {
+  @PrimaryColumn('text', { primaryKeyConstraintName: 'PK_user_login_sort_keys' })
+  userId!: string;
+
+  @Column('text')
+  organizationId!: string;
+
+  @Column('timestamp with time zone')
+  lastLogin!: Date;
+
+  @Column('integer')
+  loginCount!: number;
+}
