@@ -206,9 +206,9 @@ async function main() {
       log(`WARNING: cannot seed: ${error.message}`);
     }
     if (db) {
-      if (!(await lib.searchIndexExists(client))) {
-        log('the search index was missing (an interrupted seed?): recreating it');
-        await client.query(lib.SEARCH_INDEX_SQL);
+      for (const index of await lib.missingSeedIndexes(client)) {
+        log(`the index "${index.name}" was missing (an interrupted seed?): recreating it`);
+        await client.query(index.sql);
       }
       if (db.roleId === null) {
         setupProblems.push('no role "user" in the Default organization: seeded users get no role');

@@ -58,10 +58,21 @@ describe('Search: the trigram index looks up the rare part of a word (GET /users
       expect({ status: res.status, failed: res.body.summary?.failed, results: res.body.summary?.failed ? res.body.results.filter((r: { success: boolean }) => !r.success) : [] }).toEqual({ status: 200, failed: 0, results: [] });
     }
     orgId = (await t.sql<{ organization_id: string }>(`SELECT organization_id FROM users WHERE email = 'bench1@example.com'`))[0]!.organization_id;
-    await t.app.get(SearchTrigramStats).refresh();
+    // The app sampled an empty table at start. The table has since grown by over 1,000 rows: the
+    // stats sample it again on their own within seconds (no refresh() here), not after SEARCH_STATS_REFRESH_SECONDS.
+    const stats = t.app.get(SearchTrigramStats);
+    const began = Date.now();
+    while (stats.indexedPart('bench421339@') === 'bench421339@' && Date.now() - began < 40_000) await new Promise((r) => setTimeout(r, 250));
+    sampledAfterGrowthMs = Date.now() - began;
   }, 120_000);
+  let sampledAfterGrowthMs: number;
   afterAll(async () => {
     await t.close();
+  });
+
+  it('a table that grew by half (and over 1,000 users) since the last sample is sampled again within seconds, unasked', () => {
+    expect(t.config.searchStatsRefreshSeconds).toBe(600);
+    expect(sampledAfterGrowthMs).toBeLessThan(40_000);
   });
 
   it('after sampling, a word whose first trigrams every user holds is looked up by its rare part', () => {

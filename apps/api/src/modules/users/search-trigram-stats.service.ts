@@ -6,31 +6,41 @@ import { UsersRepository } from './users.repository';
 
 /** Pages of the users table one sample reads (about 20,000 users, a fifth of a second at a million). */
 const SAMPLE_PAGES = 700;
+/** How often the users table's size is looked at (one catalog read) between scheduled samples. */
+const SIZE_CHECK_MS = 5_000;
+/** A change of the table's live rows by more than half, and by more than this many, makes the sample stale. */
+const MIN_SIZE_CHANGE = 1_000;
 
 /**
  * Trigram frequencies of the users' search text, sampled at start and every
  * SEARCH_STATS_REFRESH_SECONDS, so that a search looks up the cheap part of a word in the trigram
  * index (search-trigrams.ts). Until the first sample, or with the refresh set to 0, searches look
- * up whole words. A failed sample keeps the previous one.
+ * up whole words. A failed sample keeps the previous one. Between samples the table's live rows
+ * (PostgreSQL's statistics) are checked every few seconds: a table that grew or shrank by half
+ * since the sample (a first import into a new deployment) is sampled again at once, not up to ten
+ * minutes later.
  */
 @Injectable()
 export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SearchTrigramStats.name);
   private readonly loop: WorkLoop;
   private sample: TrigramSample | undefined;
+  private sampledAt = 0;
+  private sampledTableRows = 0;
+  private forceNext = false;
 
   constructor(
     private readonly users: UsersRepository,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.loop = new WorkLoop(() => this.take(), {
-      pollMs: this.config.searchStatsRefreshSeconds * 1000,
+      pollMs: Math.min(this.config.searchStatsRefreshSeconds * 1000, SIZE_CHECK_MS),
       logger: this.logger,
       what: 'Sampling search trigram frequencies',
     });
   }
 
-  /** A sample at start (in the background), then every SEARCH_STATS_REFRESH_SECONDS. */
+  /** A sample at start (in the background), then every SEARCH_STATS_REFRESH_SECONDS or when the table's size changes by half. */
   onApplicationBootstrap(): void {
     if (this.config.searchStatsRefreshSeconds > 0) this.loop.start();
   }
@@ -41,6 +51,7 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
 
   /** Takes a new sample now (one at a time); a failure is logged and keeps the previous sample. */
   refresh(): Promise<void> {
+    this.forceNext = true;
     return this.loop.settle();
   }
 
@@ -49,10 +60,23 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
     return indexedPart(word, this.sample);
   }
 
+  /** One pass of the loop: a new sample when one is due (see the class comment). */
   private async take(): Promise<void> {
+    const forced = this.forceNext;
+    this.forceNext = false;
     try {
+      const tableRows = await this.users.liveRowsEstimate();
+      const changed = Math.abs(tableRows - this.sampledTableRows);
+      const due =
+        forced ||
+        this.sample === undefined ||
+        Date.now() - this.sampledAt >= this.config.searchStatsRefreshSeconds * 1000 ||
+        (changed > MIN_SIZE_CHANGE && changed > this.sampledTableRows / 2);
+      if (!due) return;
       const { rows, counts } = await this.users.sampleSearchTrigrams(SAMPLE_PAGES);
       this.sample = { rows, counts: new Map(Object.entries(counts)) };
+      this.sampledAt = Date.now();
+      this.sampledTableRows = tableRows;
     } catch (e) {
       this.logger.warn({ err: e }, 'Sampling search trigram frequencies failed; searches keep the previous sample');
     }

@@ -535,6 +535,14 @@ export class UsersRepository {
     return sample!;
   }
 
+  /** The users table's live rows as PostgreSQL's cumulative statistics count them (every organization; a catalog read, no scan). */
+  async liveRowsEstimate(): Promise<number> {
+    const [row] = (await this.dataSource.query(
+      `SELECT COALESCE((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'users'::regclass), 0)::bigint AS n`,
+    )) as { n: string }[];
+    return Number(row!.n);
+  }
+
   /**
    * Merges the trigram index's pending list into the index (gin_clean_pending_list); returns the
    * pending-list pages merged, or null when another process holds the cleanup's advisory lock.

@@ -108,7 +108,13 @@ export class ListUsersQuery extends OffsetPaginationQuery {
   @IsIn([...USER_STATUSES, 'deleted'])
   status?: string;
 
-  @ApiPropertyOptional({ example: 'created_at:desc', description: 'field:asc|desc over created_at, updated_at, last_login, email, first_name, last_name' })
+  @ApiPropertyOptional({
+    example: 'created_at:desc',
+    description:
+      'field:asc|desc (default asc), or several comma-separated, over created_at, updated_at, last_login, login_count, email, first_name, last_name. ' +
+      'Ties are broken by id in the direction of the last key. A user who never signed in has the oldest last_login. ' +
+      'Each field read alone is served by an index in its order, so a page costs about the same at any depth.',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(100)
@@ -140,7 +146,10 @@ export class SearchUsersQuery extends PickType(OffsetPaginationQuery, ['limit'] 
   @MaxLength(8192)
   filters?: string;
 
-  @ApiPropertyOptional({ example: '["last_login:desc","created_at:asc"]', description: 'JSON array or comma list' })
+  @ApiPropertyOptional({
+    example: '["last_login:desc","created_at:asc"]',
+    description: 'JSON array or comma list of field:asc|desc, 1 to 5 keys, over the same fields as GET /users (ties broken by id in the last key’s direction)',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(500)
