@@ -8,6 +8,8 @@ import { UsersRepository } from './users.repository';
 const SAMPLE_PAGES = 700;
 /** How often the users table's size is looked at (one catalog read) between scheduled samples. */
 const SIZE_CHECK_MS = 5_000;
+/** After a failure (the database unreachable), the next try waits this long (or the refresh interval, if shorter). */
+const RETRY_AFTER_FAILURE_MS = 60_000;
 /** A change of the table's live rows by more than half, and by more than this many, makes the sample stale. */
 const MIN_SIZE_CHANGE = 1_000;
 
@@ -28,6 +30,7 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
   private sampledAt = 0;
   private sampledTableRows = 0;
   private forceNext = false;
+  private retryAt = 0;
 
   constructor(
     private readonly users: UsersRepository,
@@ -49,7 +52,7 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
     return this.loop.stop();
   }
 
-  /** Takes a new sample now (one at a time); a failure is logged and keeps the previous sample. */
+  /** Takes a new sample now (one at a time); a failure is logged, keeps the previous sample and is retried after a minute. */
   refresh(): Promise<void> {
     this.forceNext = true;
     return this.loop.settle();
@@ -64,6 +67,7 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
   private async take(): Promise<void> {
     const forced = this.forceNext;
     this.forceNext = false;
+    if (!forced && Date.now() < this.retryAt) return;
     try {
       const tableRows = await this.users.liveRowsEstimate();
       const changed = Math.abs(tableRows - this.sampledTableRows);
@@ -78,6 +82,7 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
       this.sampledAt = Date.now();
       this.sampledTableRows = tableRows;
     } catch (e) {
+      this.retryAt = Date.now() + Math.min(RETRY_AFTER_FAILURE_MS, this.config.searchStatsRefreshSeconds * 1000);
       this.logger.warn({ err: e }, 'Sampling search trigram frequencies failed; searches keep the previous sample');
     }
   }

@@ -180,8 +180,20 @@ function parseDate(field: string, value: unknown): { from: string; to?: string }
 }
 
 /** Parses the `filters` JSON of GET /users/search into SQL conditions. Says exactly which part is wrong. */
-export function parseFilters(raw: string | undefined, organizationId: string, params: SqlParams, indexedPart: IndexedPart = wholeWord): { conditions: string[]; includesDeleted: boolean } {
-  if (raw === undefined || raw === '') return { conditions: [], includesDeleted: false };
+/**
+ * `filters` of GET /users/search as SQL conditions. With `sort` given, filters on the sign-in fields
+ * read the same columns as that sort when it joins the sign-in keys (sortJoin), so that their
+ * index serves the filter as a range: `last_login lt X` sorted by last_login starts at X instead
+ * of walking every later sign-in.
+ */
+export function parseFilters(
+  raw: string | undefined,
+  organizationId: string,
+  params: SqlParams,
+  indexedPart: IndexedPart = wholeWord,
+  sort: SortKey[] = [],
+): { conditions: string[]; includesDeleted: boolean; readsSignInKeys: boolean } {
+  if (raw === undefined || raw === '') return { conditions: [], includesDeleted: false, readsSignInKeys: false };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -201,6 +213,8 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
   const conditions: string[] = [];
   // Soft-deleted users stay hidden unless a status filter asks for `deleted` by name (eq or in).
   let includesDeleted = false;
+  const signInKeysJoined = sortJoin(sort) !== '';
+  let readsSignInKeys = false;
   for (const [field, spec] of Object.entries(parsed as Record<string, unknown>)) {
     let type: FieldType | undefined = Object.hasOwn(FILTER_FIELDS, field) ? FILTER_FIELDS[field] : undefined;
     let metadataKey: string | undefined;
@@ -217,12 +231,13 @@ export function parseFilters(raw: string | undefined, organizationId: string, pa
       if (!(OPERATORS as readonly string[]).includes(op)) {
         throw filterError(field, `Unknown operator "${op}"; use ${OPERATORS.join(', ')}`, op);
       }
-      conditions.push(compile(field, type, metadataKey, op as Operator, value, organizationId, params, indexedPart));
+      conditions.push(compile(field, type, metadataKey, op as Operator, value, organizationId, params, indexedPart, signInKeysJoined));
+      if (signInKeysJoined && SIGN_IN_SORT_FIELDS.has(field)) readsSignInKeys = true;
       if (field === 'status' && (op === 'eq' || op === 'in') && [value].flat().includes('deleted')) includesDeleted = true;
     }
   }
   if (conditions.length > 0) params.valueDependent();
-  return { conditions, includesDeleted };
+  return { conditions, includesDeleted, readsSignInKeys };
 }
 
 const COMPARE: Record<Exclude<Operator, 'in' | 'contains'>, string> = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' };
@@ -236,6 +251,7 @@ function compile(
   org: string,
   params: SqlParams,
   indexedPart: IndexedPart,
+  signInKeysJoined: boolean,
 ): string {
   const list = (check: (v: unknown) => boolean, what: string): unknown[] => {
     if (!Array.isArray(value) || value.length === 0 || value.length > 100 || !value.every(check)) {
@@ -295,13 +311,17 @@ function compile(
     }
     case 'integer': {
       const isInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && Math.abs(v) < 2 ** 31;
-      if (op === 'in') return `u.${field} = ANY(${params.p(list(isInt, 'integers'))}::int[])`;
+      // login_count is the only integer field; the sign-in keys hold the same value.
+      const column = signInKeysJoined ? SORT_SQL.login_count.sql : `u.${field}`;
+      if (op === 'in') return `${column} = ANY(${params.p(list(isInt, 'integers'))}::int[])`;
       if (op === 'contains' || !isInt(value)) throw filterError(field, op === 'contains' ? '"contains" applies to strings' : 'Expected an integer', value);
-      return `u.${field} ${COMPARE[op as keyof typeof COMPARE]} ${params.p(value)}`;
+      return `${column} ${COMPARE[op as keyof typeof COMPARE]} ${params.p(value)}`;
     }
     case 'date': {
-      // A user who never signed in has the oldest last_login, as in the sort: lt, lte and ne include them.
-      const column = field === 'last_login' ? "COALESCE(u.last_login, '-infinity'::timestamptz)" : `u.${field}`;
+      // A user who never signed in has the oldest last_login, as in the sort: lt, lte and ne include
+      // them. The sign-in keys hold exactly that value (-infinity for never).
+      const lastLogin = signInKeysJoined ? SORT_SQL.last_login.sql : "COALESCE(u.last_login, '-infinity'::timestamptz)";
+      const column = field === 'last_login' ? lastLogin : `u.${field}`;
       if (op === 'contains') throw filterError(field, '"contains" applies to strings', op);
       if (op === 'in') {
         const days = list(isString, 'dates').map((v) => parseDate(field, v));

@@ -151,8 +151,9 @@ export class UsersRepository {
   }
 
   /**
-   * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, marks the user
-   * active this month, stores the session's first refresh token (hashed) and writes the user.login
+   * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, copies it to the
+   * user's sign-in sort keys (making the row if it is missing: a user created by an instance of a
+   * version before migration UserLoginSortKeys), marks the user active this month, stores the session's first refresh token (hashed) and writes the user.login
    * event to the outbox; with `newPasswordHash`, replaces the stored hash (a rehash at new
    * parameters). Returns the updated row, or undefined when the user can no longer sign in.
    */
@@ -171,8 +172,9 @@ export class UsersRepository {
           WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL AND status = 'active' RETURNING *),
        act AS (${MARK_ACTIVE_FROM('upd', '$3')}),
        keys AS (
-         UPDATE user_login_sort_keys k SET last_login = upd.last_login, login_count = upd.login_count
-           FROM upd WHERE k.user_id = upd.id),
+         INSERT INTO user_login_sort_keys (user_id, organization_id, last_login, login_count)
+         SELECT id, organization_id, last_login, login_count FROM upd
+         ON CONFLICT (user_id) DO UPDATE SET last_login = EXCLUDED.last_login, login_count = EXCLUDED.login_count),
        rt AS (
          INSERT INTO refresh_tokens (id, token_hash, organization_id, user_id, session_id, expires_at)
          SELECT $4, $5, organization_id, id, $6, $7 FROM upd),
@@ -492,8 +494,9 @@ export class UsersRepository {
     return (await this.shaped<UserRecord & Record<string, string>>(text, params)).rows;
   }
 
-  async count(params: SqlParams, where: string[]): Promise<number> {
-    const { rows } = await this.shaped<{ n: number }>(`SELECT count(*)::int AS n FROM users u WHERE ${where.join(' AND ')}`, params);
+  /** How many users match `where` (`join`: the sort's join when `where` reads its columns, sortJoin). */
+  async count(params: SqlParams, where: string[], join = ''): Promise<number> {
+    const { rows } = await this.shaped<{ n: number }>(`SELECT count(*)::int AS n FROM users u ${join} WHERE ${where.join(' AND ')}`, params);
     return rows[0]!.n;
   }
 
@@ -503,14 +506,14 @@ export class UsersRepository {
   }
 
   /** Exact count when it is below `cap`; otherwise the planner's estimate (never less than `cap`). */
-  async countOrEstimate(params: SqlParams, where: string[], cap: number): Promise<number> {
+  async countOrEstimate(params: SqlParams, where: string[], cap: number, join = ''): Promise<number> {
     const { rows: counted } = await this.shaped<{ n: number }>(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM users u WHERE ${where.join(' AND ')} LIMIT ${cap}) s`,
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM users u ${join} WHERE ${where.join(' AND ')} LIMIT ${cap}) s`,
       params,
     );
     const n = counted[0]!.n;
     if (n < cap) return n;
-    const [row] = (await this.dataSource.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM users u WHERE ${where.join(' AND ')}`, params.values)) as {
+    const [row] = (await this.dataSource.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM users u ${join} WHERE ${where.join(' AND ')}`, params.values)) as {
       'QUERY PLAN': { Plan: { 'Plan Rows': number } }[];
     }[];
     return Math.max(cap, Math.round(row!['QUERY PLAN'][0]!.Plan['Plan Rows']));

@@ -465,11 +465,12 @@ export class UsersService {
     const fields = parseFields(shape.fields);
     const params = new SqlParams();
     const where = [`u.organization_id = ${params.p(organizationId)}`];
-    const filters = parseFilters(shape.filters, organizationId, params, this.indexedPart);
+    const filters = parseFilters(shape.filters, organizationId, params, this.indexedPart, sort);
     if (!filters.includesDeleted) where.push('u.deleted_at IS NULL');
     where.push(...filters.conditions, ...textSearchConditions(shape.q, params, this.indexedPart));
     return this.runPage({
       kind: 'search', organizationId, shape, position, params, where, sort, limit: query.limit, offset: 0, keysetOnly: true,
+      countJoin: filters.readsSignInKeys ? sortJoin(sort) : '',
       map: (u) => (fields ? projectUser(u, fields) : mapUserSummary(u)),
       withRoles: fields?.includes('roles') ?? false,
     });
@@ -501,6 +502,8 @@ export class UsersService {
     limit: number;
     offset: number;
     keysetOnly?: boolean;
+    /** The join a count over `where` needs (the sort's, when a filter reads the sign-in keys). */
+    countJoin?: string;
     map: (u: UserRecord) => Record<string, unknown>;
     withRoles?: boolean;
   }) {
@@ -524,9 +527,9 @@ export class UsersService {
       // This page reaches the end: the total is known without counting (a search that finds one user).
       total = offset + rows.length;
     } else if (keyset) {
-      total = await this.cachedTotal(page.organizationId, binding, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(countParams, countWhere, EXACT_ESTIMATE_CAP));
+      total = await this.cachedTotal(page.organizationId, binding, ESTIMATE_CACHE_MS, () => this.users.countOrEstimate(countParams, countWhere, EXACT_ESTIMATE_CAP, page.countJoin));
     } else {
-      total = await this.cachedTotal(page.organizationId, binding, TOTAL_CACHE_MS, () => this.users.count(countParams, countWhere));
+      total = await this.cachedTotal(page.organizationId, binding, TOTAL_CACHE_MS, () => this.users.count(countParams, countWhere, page.countJoin));
     }
     const pageRows = rows.slice(0, limit);
     if (page.withRoles && pageRows.length > 0) {

@@ -113,7 +113,8 @@ export class ListUsersQuery extends OffsetPaginationQuery {
     description:
       'field:asc|desc (default asc), or several comma-separated, over created_at, updated_at, last_login, login_count, email, first_name, last_name. ' +
       'Ties are broken by id in the direction of the last key. A user who never signed in has the oldest last_login. ' +
-      'Each field read alone is served by an index in its order, so a page costs about the same at any depth.',
+      'A sort by one field reads an index in its order, so a cursor page costs about the same at any depth (an offset page also reads the rows it skips); ' +
+      'with several fields, the first one does, and rows that tie on it are sorted.',
   })
   @IsOptional()
   @IsString()
