@@ -35,6 +35,8 @@ describe('Schema: migrations are the only source of the schema', () => {
       expect(defs).toContain(`btree ${columns}`);
     }
     expect(defs.some((d) => d.startsWith('gin ') && d.includes('gin_trgm_ops'))).toBe(true);
+    // status=deleted: a partial index of the soft-deleted users only.
+    expect(defs).toContain('btree (organization_id, deleted_at) WHERE (deleted_at IS NOT NULL)');
   });
 
   it('serves sort=last_login and sort=login_count from user_login_sort_keys, leaving the users table without those indexes', async () => {

@@ -201,11 +201,18 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
     expect(ids(await list({ search: tg, status: 'deleted' }))).toEqual([gone.id]);
     expect(ids(await search({ q: tg }))).toEqual([kept.id]);
     expect(ids(await search({ q: tg, filters: JSON.stringify({ status: 'deleted' }) }))).toEqual([gone.id]);
+    expect(ids(await search({ q: tg, filters: JSON.stringify({ status: { in: ['deleted'] } }) }))).toEqual([gone.id]);
+    expect(sorted(ids(await search({ q: tg, filters: JSON.stringify({ status: { in: ['deleted', 'active'] } }) })))).toEqual(sorted([kept.id, gone.id]));
     expect(ids(await search({ q: tg, filters: JSON.stringify({ status: { in: ['active', 'suspended', 'inactive'] } }) }))).toEqual([kept.id]);
     expect(ids(await search({ q: tg, filters: JSON.stringify({ first_name: 'Gone' }) }))).toEqual([]);
     const [row] = await t.sql<{ status: string; deleted_at: Date | null }>('SELECT status, deleted_at FROM users WHERE id = $1', [gone.id]);
     expect(row!.status).toBe('deleted');
     expect(row!.deleted_at).not.toBeNull();
+    // Restored, the user is no longer among the deleted ones, however they are asked for.
+    await t.http().post(`/v2/users/${gone.id}/restore`).set('Authorization', `Bearer ${token}`).expect(200);
+    expect(ids(await list({ search: tg, status: 'deleted' }))).toEqual([]);
+    expect(ids(await search({ q: tg, filters: JSON.stringify({ status: 'deleted' }) }))).toEqual([]);
+    expect(sorted(ids(await list({ search: tg })))).toEqual(sorted([kept.id, gone.id]));
   });
 
   it('cursor mode: walks every user exactly once while users are created and deleted; cursors are tamper-evident and bound', async () => {

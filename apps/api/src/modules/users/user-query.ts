@@ -299,6 +299,9 @@ function compile(
       const values = op === 'in' ? list(isString, 'statuses') : [value];
       const bad = values.find((v) => !STATUSES.includes(String(v)) || typeof v !== 'string');
       if (bad !== undefined) throw filterError(field, `Expected one of ${STATUSES.join(', ')}`, bad);
+      // Soft-deleted users, and only they, have status 'deleted' and a deleted_at: asked alone, they
+      // are found through their partial index (migration UsersSoftDeletedIndex).
+      if ((op === 'eq' || op === 'in') && values.every((v) => v === 'deleted')) return 'u.deleted_at IS NOT NULL';
       if (op === 'eq' || op === 'in') return `u.status = ANY(${params.p(values)}::text[])`;
       if (op === 'ne') return `u.status <> ${params.p(value)}`;
       throw filterError(field, `Operator "${op}" does not apply to status`, op);

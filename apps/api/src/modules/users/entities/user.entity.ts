@@ -10,6 +10,8 @@ export type UserStatus = (typeof USER_STATUSES)[number] | 'deleted';
 @Index('IDX_users_org_last_name', ['organizationId', 'lastName', 'id'])
 @Index('IDX_users_org_first_name', ['organizationId', 'firstName', 'id'])
 @Index('IDX_users_org_role', ['organizationId', 'roleId'])
+// Only the soft-deleted users: status=deleted lists and filters (migration UsersSoftDeletedIndex).
+@Index('IDX_users_org_soft_deleted', ['organizationId', 'deletedAt'], { where: '"deleted_at" IS NOT NULL' })
 // Trigram index over names and email for `search`, `q` and `contains` (created in the migration).
 @Index('IDX_users_search_trgm', { synchronize: false })
 export class UserEntity {
