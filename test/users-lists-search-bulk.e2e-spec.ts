@@ -301,6 +301,8 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       ['forged unsigned', { ...params, cursor: forged }],
       ['forged with a dot', { ...params, cursor: `${forged}.${forged}` }],
       ['longer than any cursor', { ...params, cursor: `${firstCursor}${'A'.repeat(5000)}` }],
+      ['a valid cursor with a segment appended', { ...params, cursor: `${firstCursor}.AAAA` }],
+      ['a valid cursor appended to itself', { ...params, cursor: `${firstCursor}.${firstCursor}` }],
       ['other sort direction', { sort: 'created_at:desc', limit: 5, cursor: firstCursor }],
       ['other sort field', { sort: 'email:asc', limit: 5, cursor: firstCursor }],
       ['added role filter', { ...params, role: 'admin', cursor: firstCursor }],
@@ -527,6 +529,14 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
       expect(sorted([...ids(page1), ...ids(plain)])).toEqual(sorted(idsOf('alice', 'bob')));
       // Other values are still another query.
       expectError(await get(`/v2/users/search?${qs({ ...asFirst, filters: '{"role":{"in":["admin"]},"status":"active"}', cursor: page1.pagination.next_cursor! })}`), 400, 'INVALID_CURSOR', 'other filter values');
+      // fields compare as a set: a JSON array, a comma list, any order or spacing; other fields are another query.
+      const projected = await search({ q: tg, limit: 2, fields: '["id","email"]' });
+      const next = projected.pagination.next_cursor!;
+      const asWritten = await search({ q: tg, limit: 2, fields: '["id","email"]', cursor: next });
+      for (const fields of ['["id", "email"]', 'email,id', ' email , id ', '["email"]']) {
+        expect({ fields, ids: ids(await search({ q: tg, limit: 2, fields, cursor: next })) }).toEqual({ fields, ids: ids(asWritten) });
+      }
+      expectError(await get(`/v2/users/search?${qs({ q: tg, limit: 2, fields: '["id","first_name"]', cursor: next })}`), 400, 'INVALID_CURSOR', 'other fields');
     });
 
     it('totals: a page that reaches the end carries the exact total; a page with more after it, the counted one', async () => {
@@ -586,6 +596,8 @@ describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
         ['in with a non-array', '{"role":{"in":"admin"}}', ['role']],
         ['in with a non-array (email)', '{"email":{"in":"a@b.c"}}', ['email']],
         ['contains on an integer', '{"login_count":{"contains":"1"}}', ['login_count']],
+        ['a timestamp without seconds (RFC 3339 requires them)', '{"last_login":{"gt":"2026-12-02T01:10Z"}}', ['last_login', '2026-12-02T01:10Z']],
+        ['a timestamp without seconds, with an offset', '{"created_at":{"lt":"2026-12-02T01:10+00:00"}}', ['created_at']],
         ['not JSON', '{"email":', ['filters']],
         ['not JSON at all', 'role=admin', ['filters']],
         ['an array', '[{"role":"admin"}]', ['filters']],

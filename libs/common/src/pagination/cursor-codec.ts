@@ -16,7 +16,10 @@ export class CursorCodec {
   decode<T>(cursor: string, binding: string): T {
     const invalid = () => new AppException('INVALID_CURSOR', 'The cursor is not valid for this query');
     if (cursor.length > 4096) throw invalid();
-    const [body, signature] = cursor.split('.');
+    // Exactly body "." signature: anything appended is an altered cursor, even if the first two parts verify.
+    const parts = cursor.split('.');
+    if (parts.length !== 2) throw invalid();
+    const [body, signature] = parts as [string, string];
     if (!body || !signature) throw invalid();
     const expected = Buffer.from(this.sign(body));
     const given = Buffer.from(signature);

@@ -55,7 +55,8 @@ const FILTER_FIELDS: Record<string, FieldType> = {
 };
 const STATUSES = ['active', 'suspended', 'inactive', 'deleted'];
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$/;
+/** RFC 3339 date-time: seconds required, a fraction of up to six digits (PostgreSQL keeps microseconds). */
+const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/;
 const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Collects bind parameters: `p(value)` returns `$n`. */

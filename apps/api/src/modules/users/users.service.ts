@@ -88,6 +88,15 @@ function sameParameter(key: string, sent: string, made: string | undefined): boo
       return false;
     }
   }
+  // The same set of fields, however listed (JSON array or comma list, any order or spacing).
+  if (key === 'fields') {
+    try {
+      const set = (raw: string) => [...(parseFields(raw) ?? [])].sort().join(',');
+      return set(sent) === set(made);
+    } catch {
+      return false;
+    }
+  }
   return false;
 }
 

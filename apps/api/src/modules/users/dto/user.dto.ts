@@ -141,7 +141,9 @@ export class SearchUsersQuery extends PickType(OffsetPaginationQuery, ['limit'] 
   @MaxLength(200)
   q?: string;
 
-  @ApiPropertyOptional({ description: 'JSON object; operators eq ne gt gte lt lte in contains', example: '{"created_at":{"gte":"2024-12-21"},"role":"admin"}' })
+  @ApiPropertyOptional({ description:
+      'JSON object of field: value or field: {operator: value}; operators eq ne gt gte lt lte in contains; dates as YYYY-MM-DD (the whole UTC day) or RFC 3339 with seconds and an offset',
+    example: '{"created_at":{"gte":"2024-12-21"},"role":"admin"}' })
   @IsOptional()
   @IsString()
   @MaxLength(8192)
