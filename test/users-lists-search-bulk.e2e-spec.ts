@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { createTestApp, qs, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
 import { UsersRepository } from '../apps/api/src/modules/users/users.repository';
 
 /**
@@ -28,12 +28,6 @@ const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 const tag = (length = 8) => Array.from({ length }, () => LETTERS[Math.floor(Math.random() * 26)]).join('');
 const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** A query string with every value percent-encoded (no `+` for spaces). */
-const qs = (params: Record<string, string | number | undefined>) =>
-  Object.entries(params)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
-    .join('&');
 
 describe('Users: lists, cursors, search and bulk (CONTRACT §7, §8)', () => {
   let t: TestApp;

@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { createTestApp, qs, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
 
 /**
  * Sorting by `last_login` and `login_count` (seed §4.1, CONTRACT §7) reads user_login_sort_keys, a
@@ -21,11 +21,6 @@ interface Page {
 }
 
 const PASSWORD = 'Correct-Horse-42';
-const qs = (params: Record<string, string | number | undefined>) =>
-  Object.entries(params)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
-    .join('&');
 
 describe('Users: sorting by sign-ins (last_login, login_count)', () => {
   let t: TestApp;

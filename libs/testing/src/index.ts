@@ -3,3 +3,4 @@ export * from './test-database';
 export * from './api-process';
 export * from './cli-process';
 export * from './webhook-receiver';
+export * from './query-string';
