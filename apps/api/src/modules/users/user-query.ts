@@ -180,12 +180,11 @@ function parseDate(field: string, value: unknown): { from: string; to?: string }
   throw filterError(field, 'Expected a date (YYYY-MM-DD) or an RFC 3339 timestamp, years 0001 to 9999', value);
 }
 
-/** Parses the `filters` JSON of GET /users/search into SQL conditions. Says exactly which part is wrong. */
 /**
- * `filters` of GET /users/search as SQL conditions. With `sort` given, filters on the sign-in fields
- * read the same columns as that sort when it joins the sign-in keys (sortJoin), so that their
- * index serves the filter as a range: `last_login lt X` sorted by last_login starts at X instead
- * of walking every later sign-in.
+ * Parses the `filters` JSON of GET /users/search into SQL conditions; says exactly which part is
+ * wrong. When `sort` joins the sign-in keys (sortJoin), filters on the sign-in fields read them
+ * too, so that their index serves the filter as a range: `last_login lt X` sorted by last_login
+ * starts at X instead of walking every later sign-in.
  */
 export function parseFilters(
   raw: string | undefined,

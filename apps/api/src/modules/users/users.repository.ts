@@ -153,7 +153,8 @@ export class UsersRepository {
   /**
    * A sign-in as one statement (one round trip, no BEGIN/COMMIT): counts the login, copies it to the
    * user's sign-in sort keys (making the row if it is missing: a user created by an instance of a
-   * version before migration UserLoginSortKeys), marks the user active this month, stores the session's first refresh token (hashed) and writes the user.login
+   * version before migration UserLoginSortKeys), marks the user active this month, stores the
+   * session's first refresh token (hashed) and writes the user.login
    * event to the outbox; with `newPasswordHash`, replaces the stored hash (a rehash at new
    * parameters). Returns the updated row, or undefined when the user can no longer sign in.
    */
