@@ -15,6 +15,7 @@ import { UserRolesJsonFunction1764231600000 } from './1764231600000-UserRolesJso
 import { UsersFirstNameIndex1764231700000 } from './1764231700000-UsersFirstNameIndex';
 import { UserLoginSortKeys1764231800000 } from './1764231800000-UserLoginSortKeys';
 import { UsersSoftDeletedIndex1764231900000 } from './1764231900000-UsersSoftDeletedIndex';
+import { RefreshTokensUserAndExpiryIndexes1764232000000 } from './1764232000000-RefreshTokensUserAndExpiryIndexes';
 
 /**
  * A migration run without the connections' statement timeout (DATABASE_STATEMENT_TIMEOUT_MS):
@@ -36,4 +37,4 @@ export function withoutStatementTimeout<T extends new () => MigrationInterface>(
 }
 
 /** Every migration, in order. Listed explicitly so that the compiled app and the tests run the same set. */
-export const MIGRATIONS = [CreateOutbox1764230400000, CreateIdentity1764230500000, CreateUsers1764230600000, CreateWebhooks1764230700000, CreateEmailTokens1764230800000, AddOutboxSequence1764230900000, UsersFillfactor1764231000000, DropOutboxPendingIndex1764231100000, IdempotencyKeysCreatedIndex1764231200000, ResourceVersions1764231300000, UsersStatusBeforeDelete1764231400000, MetadataChangedKeysFunction1764231500000, UserRolesJsonFunction1764231600000, UsersFirstNameIndex1764231700000, UserLoginSortKeys1764231800000, UsersSoftDeletedIndex1764231900000].map(withoutStatementTimeout);
+export const MIGRATIONS = [CreateOutbox1764230400000, CreateIdentity1764230500000, CreateUsers1764230600000, CreateWebhooks1764230700000, CreateEmailTokens1764230800000, AddOutboxSequence1764230900000, UsersFillfactor1764231000000, DropOutboxPendingIndex1764231100000, IdempotencyKeysCreatedIndex1764231200000, ResourceVersions1764231300000, UsersStatusBeforeDelete1764231400000, MetadataChangedKeysFunction1764231500000, UserRolesJsonFunction1764231600000, UsersFirstNameIndex1764231700000, UserLoginSortKeys1764231800000, UsersSoftDeletedIndex1764231900000, RefreshTokensUserAndExpiryIndexes1764232000000].map(withoutStatementTimeout);

@@ -7,6 +7,7 @@ import { AccountTokensService } from './account-tokens.service';
 import { EmailTokenEntity } from './entities/email-token.entity';
 import { RefreshTokenEntity } from './entities/refresh-token.entity';
 import { UserActivityMonthEntity, UserEntity, UserLoginSortKeyEntity, UserRoleEntity } from './entities/user.entity';
+import { CredentialTokensCleanup } from './credential-tokens-cleanup.service';
 import { CredentialTokensRepository } from './credential-tokens.repository';
 import { PasswordHasher } from './password-hasher';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
@@ -24,7 +25,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup, CredentialTokensCleanup],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService, SearchTrigramStats],
 })
 export class UsersModule {}

@@ -334,7 +334,9 @@ export class UsersRepository {
    * PUT/PATCH /users/{id} without a role change, as one statement (one round trip, no BEGIN/COMMIT):
    * locks the user's row, and only if some sent field differs (metadata key by key) and
    * `expectedVersion` (If-Match) is absent or current, writes them with the next version, counts the
-   * user active this month and writes user.updated to the outbox. A `null` field was not sent.
+   * user active this month and writes user.updated to the outbox; a change of status to suspended or
+   * inactive also revokes every refresh token of the user, in the same statement, so that no failure
+   * after the commit can leave an old session to come back on reactivation. A `null` field was not sent.
    * Concurrent updates queue on the row lock, so none is lost and each sees the row its predecessor
    * left.
    *
@@ -380,6 +382,11 @@ export class UsersRepository {
                         THEN users_metadata_changed_keys(c.metadata, $6::jsonb) ELSE '{}'::text[] END
                 || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed),
        act AS (${MARK_ACTIVE_FROM('upd', '$9')}),
+       rev AS (
+         UPDATE refresh_tokens t SET revoked_at = $9
+           FROM upd
+          WHERE $5::text IN ('suspended', 'inactive') AND 'status' = ANY(upd.changed)
+            AND t.organization_id = upd.organization_id AND t.user_id = upd.id AND t.revoked_at IS NULL),
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT $10, upd.organization_id, 'user.updated',

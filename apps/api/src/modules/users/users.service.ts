@@ -239,7 +239,8 @@ export class UsersService {
     }
     const { user, changed } = result;
     this.transactions.committed();
-    if (changed.includes('status')) await this.afterUpdate(organizationId, id, { status: user.status });
+    // The statement revoked the refresh tokens; access tokens are denied from now on.
+    if (changed.includes('status') && UsersService.endsSessions(user.status)) await this.denylist.revokeSubject(id, organizationId);
     return user;
   }
 
@@ -306,6 +307,9 @@ export class UsersService {
       if (!change) return current;
       changes = change.changes;
       await this.users.update(manager, organizationId, id, changes);
+      // In the same transaction as the status, so that no failure after the commit leaves an old
+      // session to come back when the user is reactivated.
+      if (UsersService.endsSessions(changes.status)) await this.credentials.revokeUserRefreshTokens(manager, organizationId, id);
       await this.users.markActive(manager, organizationId, [id]);
       const updated = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: change.changed });
@@ -319,20 +323,17 @@ export class UsersService {
       }
       return updated;
     });
-    await this.afterUpdate(organizationId, id, changes);
-    if (lostPermissions) await this.denylist.revokeSubject(id, organizationId);
+    if (lostPermissions || UsersService.endsSessions(changes.status)) await this.denylist.revokeSubject(id, organizationId);
     return user;
   }
 
   /**
-   * A user who may no longer sign in loses their tokens at once: access tokens, and the refresh
-   * tokens of every session, so that reactivating them does not bring an old session back.
+   * Whether a user changed to `status` may no longer sign in, and so loses their tokens at once:
+   * access tokens, and the refresh tokens of every session (revoked with the change itself), so that
+   * reactivating them does not bring an old session back.
    */
-  private async afterUpdate(organizationId: string, id: string, changes: Record<string, unknown>): Promise<void> {
-    if (changes.status === 'suspended' || changes.status === 'inactive') {
-      await this.credentials.revokeUserRefreshTokens(undefined, organizationId, id);
-      await this.denylist.revokeSubject(id, organizationId);
-    }
+  private static endsSessions(status: unknown): boolean {
+    return status === 'suspended' || status === 'inactive';
   }
 
   /**

@@ -3,6 +3,8 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 /** One refresh token of an end user's login session; rotated on every use. */
 @Entity('refresh_tokens')
 @Index('IDX_refresh_tokens_session', ['sessionId'])
+@Index('IDX_refresh_tokens_org_user', ['organizationId', 'userId'])
+@Index('IDX_refresh_tokens_expires', ['expiresAt'])
 export class RefreshTokenEntity {
   @PrimaryColumn('text')
   id!: string;
