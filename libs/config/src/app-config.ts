@@ -9,7 +9,7 @@ export interface AppConfig {
   databasePoolSize: number;
   /** PostgreSQL's statement_timeout for the API's connections (0: none); migrations run without it. */
   databaseStatementTimeoutMs: number;
-  /** How often the API samples search-text trigram frequencies (0: never; searches then look up whole words). */
+  /** How often the API samples search-text trigram frequencies, besides when the users table grows or shrinks by half (0: never; searches then look up whole words). */
   searchStatsRefreshSeconds: number;
   /** How often the trigram index's pending list is merged into the index in the background (0: never; writers then merge it when it fills). */
   searchIndexCleanupIntervalMs: number;

@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { WorkLoop } from '@app/common';
+import { deleteInBatches, WorkLoop } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { preparedQuery, TransactionRunner } from '@app/database';
 import { DataSource, EntityManager } from 'typeorm';
@@ -78,16 +78,14 @@ export class OutboxDispatcher implements OnApplicationBootstrap, BeforeApplicati
    */
   async pruneDispatched(): Promise<number> {
     const before = idsBefore('evt', Date.now() - this.config.outboxRetentionHours * 3_600_000);
-    let deleted = 0;
-    for (let i = 0; i < PRUNE_MAX_BATCHES && !this.loop.isStopped; i++) {
-      const { rowCount } = await preparedQuery(this.dataSource, undefined, 'outbox_prune',
-        `DELETE FROM outbox_events WHERE id IN (
-           SELECT id FROM outbox_events WHERE id < $1 AND dispatched_at IS NOT NULL ORDER BY id LIMIT ${PRUNE_BATCH})`,
-        [before]);
-      deleted += rowCount;
-      if (rowCount < PRUNE_BATCH) break;
-    }
-    return deleted;
+    const step = async () =>
+      (
+        await preparedQuery(this.dataSource, undefined, 'outbox_prune',
+          `DELETE FROM outbox_events WHERE id IN (
+             SELECT id FROM outbox_events WHERE id < $1 AND dispatched_at IS NOT NULL ORDER BY id LIMIT ${PRUNE_BATCH})`,
+          [before])
+      ).rowCount;
+    return deleteInBatches(step, { batch: PRUNE_BATCH, maxBatches: PRUNE_MAX_BATCHES, stopped: () => this.loop.isStopped });
   }
 
   private async dispatchBatch(): Promise<number> {

@@ -1,1 +1,2 @@
 export * from './work-loop';
+export * from './batches';

@@ -2,8 +2,8 @@ import { Logger } from '@nestjs/common';
 
 /**
  * A background pass that runs on a timer and whenever it is kicked, never twice at once: kicks
- * that arrive while a pass runs are folded into one more pass. Used by the outbox dispatcher,
- * the webhook delivery worker, the search index cleanup and the trigram sampling.
+ * that arrive while a pass runs are folded into one more pass. The API's background jobs run on
+ * one (the outbox dispatcher, the webhook delivery worker, the cleanups, prunes and samplers).
  */
 export class WorkLoop {
   private timer: NodeJS.Timeout | undefined;

@@ -38,6 +38,16 @@ export function expectedVersion(ifMatch: string | undefined, id: string, current
   return versions.length === 1 ? versions[0] : -1;
 }
 
+/**
+ * The version a conditional write of `current` must still find when it writes: undefined without
+ * If-Match; 409 CONCURRENT_UPDATE (staleIfMatch) when the If-Match lists no current ETag of it.
+ */
+export function assertIfMatch(ifMatch: string | undefined, current: { id: string; version: number }, what: string): number | undefined {
+  const expected = expectedVersion(ifMatch, current.id, current.version);
+  if (expected !== undefined && expected !== current.version) throw staleIfMatch(what);
+  return expected;
+}
+
 /** 409 CONCURRENT_UPDATE for a stale If-Match on `what` ("user", "role"…). */
 export function staleIfMatch(what: string): AppException {
   return new AppException('CONCURRENT_UPDATE', `If-Match does not match the current version; fetch the ${what} again`);

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { API_SCOPES, AppException, expectedVersion, PlanFeature, staleIfMatch } from '@app/common';
+import { API_SCOPES, AppException, assertIfMatch, PlanFeature, staleIfMatch } from '@app/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { isId, newId } from '@app/events';
@@ -75,8 +75,7 @@ export class OrganizationsService implements OnApplicationBootstrap {
   /** Changes an organization; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
   async update(id: string, changes: { name?: string; plan?: Plan; limits?: Partial<PlanLimits> }, ifMatch?: string): Promise<OrganizationEntity> {
     const org = await this.get(id);
-    const expected = expectedVersion(ifMatch, org.id, org.version);
-    if (expected !== undefined && expected !== org.version) throw staleIfMatch('organization');
+    const expected = assertIfMatch(ifMatch, org, 'organization');
     const plan = changes.plan ?? org.plan;
     if (changes.limits) this.assertCustomLimitsAllowed(plan);
     // Moving off enterprise drops custom limits: other plans have fixed ones.

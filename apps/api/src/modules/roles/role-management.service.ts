@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AppException, AuthContext, expectedVersion, OWN_PROFILE_PERMISSIONS, ROLE_SCOPES, staleIfMatch } from '@app/common';
+import { AppException, assertIfMatch, AuthContext, expectedVersion, OWN_PROFILE_PERMISSIONS, ROLE_SCOPES, staleIfMatch } from '@app/common';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
 import { userSnapshot } from '../users/users.mapper';
@@ -57,8 +57,7 @@ export class RoleManagementService {
   async update(organizationId: string, id: string, dto: UpdateRoleDto, caller: AuthContext, ifMatch?: string): Promise<RoleEntity> {
     if (dto.permissions !== undefined) assertRolePermissions(caller, dto.permissions);
     const role = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, role.id, role.version);
-    if (expected !== undefined && expected !== role.version) throw staleIfMatch('role');
+    const expected = assertIfMatch(ifMatch, role, 'role');
     if (role.system && dto.name !== undefined && dto.name !== role.name) {
       throw new AppException('VALIDATION_ERROR', 'Built-in roles cannot be renamed', {
         details: [{ field: 'name', issue: 'Built-in roles cannot be renamed', provided: dto.name, code: 'SYSTEM_ROLE' }],

@@ -1,5 +1,5 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { WorkLoop } from '@app/common';
+import { deleteInBatches, WorkLoop } from '@app/common';
 import { CredentialTokensRepository } from './credential-tokens.repository';
 
 /** How often expired tokens are looked for. */
@@ -37,9 +37,8 @@ export class CredentialTokensCleanup implements OnApplicationBootstrap, BeforeAp
 
   private async pass(): Promise<void> {
     const before = new Date(Date.now() - KEPT_AFTER_EXPIRY_MS);
-    for (let i = 0; i < MAX_BATCHES && !this.loop.isStopped; i++) {
-      const deleted = await this.tokens.deleteExpired(before, BATCH);
-      if (deleted.refreshTokens < BATCH && deleted.emailTokens < BATCH) return;
-    }
+    const options = { batch: BATCH, maxBatches: MAX_BATCHES, stopped: () => this.loop.isStopped };
+    await deleteInBatches(() => this.tokens.deleteExpiredRefreshTokens(before, BATCH), options);
+    await deleteInBatches(() => this.tokens.deleteExpiredEmailTokens(before, BATCH), options);
   }
 }

@@ -66,20 +66,22 @@ export class CredentialTokensRepository {
     await manager.query(`UPDATE refresh_tokens SET revoked_at = now() WHERE organization_id = $1 AND user_id = $2 AND revoked_at IS NULL`, [organizationId, userId]);
   }
 
-  /**
-   * Deletes up to `limit` refresh tokens and up to `limit` mailed tokens that expired before
-   * `before`; rows another process is deleting are skipped. Returns how many of each went.
-   */
-  async deleteExpired(before: Date, limit: number): Promise<{ refreshTokens: number; emailTokens: number }> {
-    const refresh = await this.dataSource.query(
-      `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT ${limit} FOR UPDATE SKIP LOCKED)`,
+  /** Deletes up to `limit` refresh tokens that expired before `before` (rows another process is deleting are skipped); returns how many went. */
+  async deleteExpiredRefreshTokens(before: Date, limit: number): Promise<number> {
+    return this.deleteExpired('refresh_tokens', before, limit);
+  }
+
+  /** Deletes up to `limit` mailed tokens that expired before `before`, as deleteExpiredRefreshTokens. */
+  async deleteExpiredEmailTokens(before: Date, limit: number): Promise<number> {
+    return this.deleteExpired('email_tokens', before, limit);
+  }
+
+  private async deleteExpired(table: 'refresh_tokens' | 'email_tokens', before: Date, limit: number): Promise<number> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE expires_at < $1 LIMIT ${limit} FOR UPDATE SKIP LOCKED)`,
       [before],
     );
-    const email = await this.dataSource.query(
-      `DELETE FROM email_tokens WHERE id IN (SELECT id FROM email_tokens WHERE expires_at < $1 LIMIT ${limit} FOR UPDATE SKIP LOCKED)`,
-      [before],
-    );
-    return { refreshTokens: (refresh as [unknown[], number])[1], emailTokens: (email as [unknown[], number])[1] };
+    return result[1];
   }
 
   async insertEmailToken(

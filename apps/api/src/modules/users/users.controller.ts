@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { AuthContext, CurrentAuth, Scopes, withEtag } from '@app/common';
+import { AuthContext, CurrentAuth, IF_MATCH_API_HEADER, Scopes, withEtag } from '@app/common';
 import type { FastifyReply } from 'fastify';
 import {
   AssignRolesDto,
@@ -20,12 +20,10 @@ import { RolesService } from '../roles/roles.service';
 import { DEFAULT_ROLE_NAME } from '../roles/built-in-roles';
 import { Idempotent } from '../idempotency/idempotency.decorators';
 
+/** If-Match on user writes: the shared description, and what happens without it. */
 const IF_MATCH_HEADER = {
-  name: 'If-Match',
-  required: false,
-  description:
-    'The ETag you read (or a comma-separated list: the write goes ahead if one of them is current; a weak W/"…" ETag never matches); a stale one is 409 CONCURRENT_UPDATE. ' +
-    'Without it, concurrent updates of one user are applied one after another and none is lost.',
+  ...IF_MATCH_API_HEADER,
+  description: `${IF_MATCH_API_HEADER.description}. Without it, concurrent updates of one user are applied one after another and none is lost.`,
 };
 
 @ApiTags('Users')

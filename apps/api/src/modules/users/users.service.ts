@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AppException, canonicalJson, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, ifMatchVersions, staleIfMatch, toAppException } from '@app/common';
+import { AppException, assertIfMatch, canonicalJson, CursorCodec, ErrorDetail, expectedVersion, findUnstorableText, ifMatchVersions, staleIfMatch, toAppException } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { TransactionRunner } from '@app/database';
 import { EventPublisher, newId } from '@app/events';
@@ -74,8 +74,8 @@ function normalizeSort(raw: string | undefined): string {
 /**
  * Whether a parameter sent with a cursor asks for what the cursor's query asked: `q` and `search`
  * as their words (other spacing is the same search), `filters` as the JSON they parse to (other key
- * order or spacing is the same filter), anything else as sent. The page is built from the cursor's
- * own text either way.
+ * order or spacing is the same filter), `fields` as a set, anything else (sort, already normalized;
+ * status, role) as sent. The page is built from the cursor's own text either way.
  */
 function sameParameter(key: string, sent: string, made: string | undefined): boolean {
   if (made === undefined) return false;
@@ -797,9 +797,7 @@ export class UsersService {
 
   /** 409 unless If-Match (when sent) names `current`'s version; returns that version, or undefined without If-Match. */
   private assertIfMatch(current: UserRecord, ifMatch: string | undefined): number | undefined {
-    const expected = expectedVersion(ifMatch, current.id, current.version);
-    if (expected !== undefined && expected !== current.version) throw UsersService.staleIfMatch();
-    return expected;
+    return assertIfMatch(ifMatch, current, 'user');
   }
 }
 

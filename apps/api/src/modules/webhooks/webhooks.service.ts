@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AppException, expectedVersion, staleIfMatch } from '@app/common';
+import { AppException, assertIfMatch, expectedVersion, staleIfMatch } from '@app/common';
 import { MasterKeyService } from '@app/config';
 import { isId, newId } from '@app/events';
 import { randomBytes } from 'node:crypto';
@@ -54,8 +54,7 @@ export class WebhooksService {
   /** Changes an endpoint; with If-Match, only if it names the current version (else 409 CONCURRENT_UPDATE). */
   async update(organizationId: string, id: string, dto: UpdateWebhookDto, ifMatch?: string): Promise<WebhookEntity> {
     const webhook = await this.get(organizationId, id);
-    const expected = expectedVersion(ifMatch, webhook.id, webhook.version);
-    if (expected !== undefined && expected !== webhook.version) throw staleIfMatch('webhook');
+    const expected = assertIfMatch(ifMatch, webhook, 'webhook');
     if (dto.url !== undefined) this.assertUrl(dto.url);
     const changes: Partial<WebhookEntity> = {};
     if (dto.url !== undefined) changes.url = dto.url;
