@@ -13,6 +13,8 @@ export interface AppConfig {
   searchStatsRefreshSeconds: number;
   /** How often the trigram index's pending list is merged into the index in the background (0: never; writers then merge it when it fills). */
   searchIndexCleanupIntervalMs: number;
+  /** How many shared update statements (PUT/PATCH /users/{id}) may run at once (0: each update runs alone). */
+  usersUpdateBatchInFlight: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -121,6 +123,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
     searchStatsRefreshSeconds: int('SEARCH_STATS_REFRESH_SECONDS', 600, 0, 86_400),
     searchIndexCleanupIntervalMs: int('SEARCH_INDEX_CLEANUP_INTERVAL_MS', 2000, 0, 600_000),
+    usersUpdateBatchInFlight: int('USERS_UPDATE_BATCH_IN_FLIGHT', 4, 0, 200),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     redisKeyPrefix: str('REDIS_KEY_PREFIX') ?? 'um:',
     logLevel: logLevel as AppConfig['logLevel'],

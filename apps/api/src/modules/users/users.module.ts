@@ -13,6 +13,7 @@ import { PasswordHasher } from './password-hasher';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import { UserLoginService } from './user-login.service';
+import { UserUpdateBatcher } from './user-update-batcher';
 import { UsersController } from './users.controller';
 import { UsersRepository } from './users.repository';
 import { UsersService } from './users.service';
@@ -25,7 +26,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup, CredentialTokensCleanup],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup, CredentialTokensCleanup, UserUpdateBatcher],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService, SearchTrigramStats],
 })
 export class UsersModule {}

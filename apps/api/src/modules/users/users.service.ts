@@ -16,6 +16,7 @@ import { BulkCreateUsersDto, CreateUserDto, ListUsersQuery, SearchUsersQuery, Up
 import { PasswordHasher } from './password-hasher';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
+import { UserUpdateBatcher } from './user-update-batcher';
 import {
   keysetCondition,
   orderBy,
@@ -130,6 +131,7 @@ export class UsersService {
     private readonly credentials: CredentialTokensRepository,
     private readonly searchTrigrams: SearchTrigramStats,
     private readonly searchIndexCleanup: SearchIndexCleanup,
+    private readonly updates: UserUpdateBatcher,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
@@ -205,8 +207,9 @@ export class UsersService {
 
   /**
    * Changes only what the request sends. Without a role, one statement does it all
-   * (UsersRepository.updateFields: lock, compare, write, activity, user.updated); concurrent updates
-   * queue on the row and none is lost. A role change runs in a transaction, as its events need the
+   * (UsersRepository.updateFields: lock, compare, write, activity, user.updated), shared with
+   * concurrent updates of other users under load (UserUpdateBatcher); concurrent updates of one
+   * user queue on the row and none is lost. A role change runs in a transaction, as its events need the
    * user's new set of roles read back. A stale or foreign If-Match is 409 CONCURRENT_UPDATE.
    */
   async update(organizationId: string, id: string, dto: UpdateUserDto | UpdateOwnProfileDto, ifMatch?: string): Promise<UserRecord> {
@@ -226,8 +229,12 @@ export class UsersService {
       metadata: dto.metadata ?? null,
       preferences: ('preferences' in dto ? dto.preferences : undefined) ?? null,
     };
-    const options = { expectedVersion: expected, updatedAt: new Date(), eventId: newId('evt') };
-    const result = await this.writeStatement(organizationId, () => this.users.updateFields(organizationId, id, fields, options));
+    const update = { organizationId, id, fields, expectedVersion: expected, updatedAt: new Date(), eventId: newId('evt') };
+    // An update that ends sessions runs alone (its statement also revokes refresh tokens); the
+    // others may share a statement with concurrent updates (UserUpdateBatcher).
+    const result = await this.writeStatement(organizationId, () =>
+      UsersService.endsSessions(fields.status) ? this.users.updateFields(organizationId, id, fields, update) : this.updates.run(update),
+    );
     if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
     if (!result.written) {
       // Nothing changed, or If-Match named another version (then nothing was written either).
