@@ -1,13 +1,20 @@
 import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import type { Response } from 'supertest';
 import { UserUpdateBatcher } from '../apps/api/src/modules/users/user-update-batcher';
+import { FieldsUpdate, UsersRepository } from '../apps/api/src/modules/users/users.repository';
 
 /**
  * Concurrent PUT/PATCH /users/{id} share statements (UserUpdateBatcher, UsersRepository.
- * updateFieldsBatch). With one statement in flight (USERS_UPDATE_BATCH_IN_FLIGHT=1), requests that
- * arrive while it runs are gathered into the next. These tests prove that a shared statement gives
- * each request exactly the answer it would have had alone (its user, its version, its If-Match, its
- * 404, its event), across organizations, and that a shared statement that fails leaves nothing
- * written and costs no other request its update.
+ * updateFieldsBatch). With one shared statement in flight (USERS_UPDATE_BATCH_IN_FLIGHT=1), the
+ * requests that arrive while it runs are gathered into the next. To make that happen on cue, a
+ * trigger of this test's own database makes an update to a first name starting with "Slow" take
+ * 0.7 s, and one to "Explode" outlast the 1.5 s statement timeout.
+ *
+ * These tests prove that a shared statement gives each request exactly the answer it would have
+ * had alone (its user, its version, its If-Match, its 404, its event), across organizations; that a
+ * row held by another transaction delays only its own request; that a user's updates are made one
+ * at a time; and that a shared statement that fails wrote nothing and costs no other request its
+ * update.
  */
 
 interface UserBody {
@@ -22,6 +29,9 @@ describe('Users: concurrent updates share statements', () => {
   let t: TestApp;
   let token: string;
   let batcher: UserUpdateBatcher;
+  let shared: jest.SpyInstance<ReturnType<UsersRepository['updateFieldsBatch']>, [readonly FieldsUpdate[]]>;
+  let slowUser: UserBody;
+  let slowCount = 0;
   const auth = (tok = token) => ({ Authorization: `Bearer ${tok}` });
 
   const tokenFor = async (apiKey: string) =>
@@ -33,33 +43,64 @@ describe('Users: concurrent updates share statements', () => {
     expect({ status: res.status, successful: res.body.summary?.successful }).toEqual({ status: 200, successful: count });
     return (res.body.results as { user: UserBody }[]).map((r) => r.user);
   };
+  const orgOf = async (userId: string) => (await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [userId]))[0]!.organization_id;
   const updatedEvents = async (ids: string[]) => {
     await t.drainEvents();
-    return t.sql<{ id: string; organization_id: string; user_id: string; data: { user: Record<string, unknown>; changes: string[] } }>(
-      `SELECT id, organization_id, data->'user'->>'id' AS user_id, data FROM outbox_events
+    return t.sql<{ organization_id: string; user_id: string; data: { user: Record<string, unknown>; changes: string[] } }>(
+      `SELECT organization_id, data->'user'->>'id' AS user_id, data FROM outbox_events
         WHERE type = 'user.updated' AND data->'user'->>'id' = ANY($1) ORDER BY seq`,
       [ids],
     );
   };
-  /** Sends every request at once and waits for all the answers. */
-  const together = <T>(requests: PromiseLike<T>[]) => Promise.all(requests);
+  const until = async (what: string, condition: () => boolean) => {
+    for (const deadline = Date.now() + 5000; !condition(); ) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+  /** The users of each shared statement run since `from` (an index into the spy's calls). */
+  const statementsSince = (from: number) => shared.mock.calls.slice(from).map(([updates]) => updates.map((u) => u.id));
+  /**
+   * Sends the requests while a slow update holds the only slot, waits until all of them are
+   * queued, then lets them go: they are gathered as the batcher gathers them under load.
+   */
+  const gathered = async (requests: (() => PromiseLike<Response>)[], expectQueued = requests.length) => {
+    const calls = shared.mock.calls.length;
+    const holder = t.http().patch(`/v2/users/${slowUser.id}`).set(auth()).send({ first_name: `Slow ${++slowCount}` }).then((r) => r);
+    await until('the slow update to take the slot', () => shared.mock.calls.length > calls);
+    const sent = requests.map((send) => send().then((r) => r));
+    await until(`${expectQueued} queued updates`, () => batcher.queued === expectQueued);
+    expect((await holder).status).toBe(200);
+    return { responses: await Promise.all(sent), statements: () => statementsSince(calls + 1) };
+  };
 
   beforeAll(async () => {
-    t = await createTestApp({ USERS_UPDATE_BATCH_IN_FLIGHT: '1', DATABASE_STATEMENT_TIMEOUT_MS: '1000' });
+    t = await createTestApp({ USERS_UPDATE_BATCH_IN_FLIGHT: '1', DATABASE_STATEMENT_TIMEOUT_MS: '1500' });
     token = await tokenFor(TEST_BOOTSTRAP_KEY);
     batcher = t.app.get(UserUpdateBatcher);
+    shared = jest.spyOn(t.app.get(UsersRepository), 'updateFieldsBatch');
+    await t.sql(`CREATE FUNCTION test_slow_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.first_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.7); END IF;
+        IF NEW.first_name = 'Explode' THEN PERFORM pg_sleep(3); END IF;
+        RETURN NEW;
+      END $$`);
+    await t.sql(`CREATE TRIGGER test_slow_updates BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION test_slow_updates()`);
+    [slowUser] = await createUsers('slow', 1);
   });
   afterAll(async () => {
+    shared?.mockRestore();
     await t?.close();
   });
 
   it('30 concurrent PATCHes of 30 users: shared statements, each answer is its own user, each user gets one user.updated', async () => {
     const users = await createUsers('many', 30);
-    const before = { ...batcher.stats };
-    const responses = await together(users.map((u, i) => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: `Renamed ${i} Ünïcødé` })));
-    expect(batcher.stats.largest).toBeGreaterThan(1);
-    expect(batcher.stats.statements - before.statements).toBeLessThan(30);
-    expect(batcher.stats.updates - before.updates).toBe(30);
+    const calls = shared.mock.calls.length;
+    const responses = await Promise.all(users.map((u, i) => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: `Renamed ${i} Ünïcødé` })));
+    const statements = statementsSince(calls);
+    expect(statements.length).toBeLessThan(30);
+    expect(Math.max(...statements.map((s) => s.length))).toBeGreaterThan(1);
+    expect(statements.flat().sort()).toEqual(users.map((u) => u.id).sort());
     responses.forEach((res, i) => {
       expect({ status: res.status, id: res.body.id, first_name: res.body.first_name, etag: res.headers.etag }).toEqual({
         status: 200,
@@ -85,52 +126,54 @@ describe('Users: concurrent updates share statements', () => {
     expect(active).toHaveLength(30);
   });
 
-  it('one shared burst with every kind of answer: 404s, a stale and a current If-Match, no change, metadata, preferences, and two updates of one user', async () => {
-    const [plain, stale, current, unchanged, meta, twice, deleted] = await createUsers('mix', 7);
+  it('one shared statement with every kind of answer: 404s, a stale and a current If-Match, no change, metadata, preferences, extra roles', async () => {
+    const [plain, stale, current, unchanged, meta, deleted, extra] = await createUsers('mix', 7);
     await t.http().delete(`/v2/users/${deleted!.id}?soft_delete=true`).set(auth()).expect(200);
-    // One user updates their own preferences (PUT /users/me) in the same burst.
+    await t.http().post(`/v2/users/${extra!.id}/roles`).set(auth()).send({ roles: ['moderator'] }).expect(200);
+    // One user updates their own preferences (PUT /users/me) in the same statement.
     const prefs = (await t.http().post('/v2/users').set(auth()).send({ email: 'prefs@batch.example', first_name: 'Pref', last_name: 'Batch', password: 'Correct-Horse-42' }).expect(201)).body as UserBody;
     const login = await t.http().post('/v2/auth/token').send({ grant_type: 'password', organization_id: await orgOf(prefs.id), email: 'prefs@batch.example', password: 'Correct-Horse-42' }).expect(200);
     const own = { Authorization: `Bearer ${login.body.access_token as string}` };
-    const before = { ...batcher.stats };
-    const [a, b, c, d, e, f, g1, g2, h, missing] = await together([
-      t.http().patch(`/v2/users/${plain!.id}`).set(auth()).send({ last_name: "O'Brien; DROP TABLE users--" }),
-      t.http().patch(`/v2/users/${stale!.id}`).set(auth()).set('If-Match', `"${stale!.id}.v7"`).send({ first_name: 'Never' }),
-      t.http().put(`/v2/users/${current!.id}`).set(auth()).set('If-Match', `"${current!.id}.v1"`).send({ first_name: 'Current' }),
-      t.http().patch(`/v2/users/${unchanged!.id}`).set(auth()).send({ first_name: unchanged!.first_name, last_name: 'Batch' }),
-      t.http().patch(`/v2/users/${meta!.id}`).set(auth()).send({ metadata: { n: 4, team: 'blue' } }),
-      t.http().put('/v2/users/me').set(own).send({ preferences: { theme: 'dark' } }),
-      t.http().patch(`/v2/users/${twice!.id}`).set(auth()).send({ first_name: 'Twice' }),
-      t.http().patch(`/v2/users/${twice!.id}`).set(auth()).send({ last_name: 'Again' }),
-      t.http().patch(`/v2/users/${deleted!.id}`).set(auth()).send({ first_name: 'Ghost' }),
-      t.http().patch('/v2/users/user_nosuchuser000').set(auth()).send({ first_name: 'Nobody' }),
+    const madeAlone = batcher.stats.madeAlone;
+
+    const { responses, statements } = await gathered([
+      () => t.http().patch(`/v2/users/${plain!.id}`).set(auth()).send({ last_name: "O'Brien; DROP TABLE users--" }),
+      () => t.http().patch(`/v2/users/${stale!.id}`).set(auth()).set('If-Match', `"${stale!.id}.v7"`).send({ first_name: 'Never' }),
+      () => t.http().put(`/v2/users/${current!.id}`).set(auth()).set('If-Match', `"${current!.id}.v1"`).send({ first_name: 'Current' }),
+      () => t.http().patch(`/v2/users/${unchanged!.id}`).set(auth()).send({ first_name: unchanged!.first_name, last_name: 'Batch' }),
+      () => t.http().patch(`/v2/users/${meta!.id}`).set(auth()).send({ metadata: { n: 4, team: 'blue' } }),
+      () => t.http().put('/v2/users/me').set(own).send({ preferences: { theme: 'dark' } }),
+      () => t.http().patch(`/v2/users/${deleted!.id}`).set(auth()).send({ first_name: 'Ghost' }),
+      () => t.http().patch('/v2/users/user_nosuchuser000').set(auth()).send({ first_name: 'Nobody' }),
+      () => t.http().patch(`/v2/users/${extra!.id}`).set(auth()).send({ first_name: 'Extra' }),
     ]);
-    expect(batcher.stats.updates - before.updates).toBe(10);
-    expect(batcher.stats.statements - before.statements).toBeLessThan(batcher.stats.updates - before.updates);
+    // All nine went in one statement; the two that found no user were then tried alone (404).
+    expect(statements()[0]!.sort()).toEqual([plain, stale, current, unchanged, meta, prefs, deleted, extra].map((u) => u!.id).concat('user_nosuchuser000').sort());
+    expect(batcher.stats.madeAlone - madeAlone).toBe(2);
+    const [a, b, c, d, e, f, h, missing, x] = responses;
 
     expect([a!.status, a!.body.last_name, a!.headers.etag]).toEqual([200, "O'Brien; DROP TABLE users--", `"${plain!.id}.v2"`]);
     expect([b!.status, b!.body.error?.code]).toEqual([409, 'CONCURRENT_UPDATE']);
     expect([c!.status, c!.body.first_name, c!.headers.etag]).toEqual([200, 'Current', `"${current!.id}.v2"`]);
-    expect([d!.status, d!.headers.etag]).toEqual([200, `"${unchanged!.id}.v1"`]);
+    expect([d!.status, d!.headers.etag, d!.body.first_name]).toEqual([200, `"${unchanged!.id}.v1"`, unchanged!.first_name]);
     expect([e!.status, e!.body.metadata]).toEqual([200, { n: 4, team: 'blue' }]);
     expect([f!.status, f!.body.preferences]).toEqual([200, { theme: 'dark' }]);
-    expect([g1!.status, g2!.status]).toEqual([200, 200]);
     expect([h!.status, h!.body.error?.code]).toEqual([404, 'USER_NOT_FOUND']);
     expect([missing!.status, missing!.body.error?.code]).toEqual([404, 'USER_NOT_FOUND']);
+    expect([x!.status, x!.body.first_name, x!.body.role, x!.body.roles.map((r: { name: string }) => r.name)]).toEqual([200, 'Extra', 'user', ['user', 'moderator']]);
 
-    const rows = await t.sql<{ id: string; first_name: string; last_name: string; version: number; preferences: unknown; deleted_at: Date | null }>(
-      'SELECT id, first_name, last_name, version, preferences, deleted_at FROM users WHERE id = ANY($1)',
-      [[stale!.id, twice!.id, deleted!.id, prefs.id, unchanged!.id]],
+    const rows = await t.sql<{ id: string; first_name: string; version: number; preferences: unknown; deleted_at: Date | null }>(
+      'SELECT id, first_name, version, preferences, deleted_at FROM users WHERE id = ANY($1)',
+      [[stale!.id, deleted!.id, prefs.id, unchanged!.id]],
     );
     const row = (id: string) => rows.find((r) => r.id === id)!;
     expect(row(stale!.id)).toMatchObject({ first_name: 'mix1', version: 1 });
-    expect(row(twice!.id)).toMatchObject({ first_name: 'Twice', last_name: 'Again', version: 3 });
-    expect(row(deleted!.id)).toMatchObject({ first_name: 'mix6' });
+    expect(row(deleted!.id)).toMatchObject({ first_name: 'mix5' });
     expect(row(deleted!.id).deleted_at).not.toBeNull();
     expect(row(prefs.id)).toMatchObject({ preferences: { theme: 'dark' }, version: 2 });
     expect(row(unchanged!.id)).toMatchObject({ version: 1 });
 
-    const events = await updatedEvents([plain, stale, current, unchanged, meta, prefs, twice, deleted].map((u) => u!.id));
+    const events = await updatedEvents([plain, stale, current, unchanged, meta, prefs, deleted, extra].map((u) => u!.id));
     const changes = (id: string) => events.filter((ev) => ev.user_id === id).map((ev) => ev.data.changes);
     expect(changes(plain!.id)).toEqual([['last_name']]);
     expect(changes(stale!.id)).toEqual([]);
@@ -138,66 +181,112 @@ describe('Users: concurrent updates share statements', () => {
     expect(changes(unchanged!.id)).toEqual([]);
     expect(changes(meta!.id)).toEqual([['metadata.team']]);
     expect(changes(prefs.id)).toEqual([['preferences']]);
-    expect(changes(twice!.id).sort()).toEqual([['first_name'], ['last_name']]);
     expect(changes(deleted!.id)).toEqual([]);
+    expect(changes(extra!.id)).toEqual([['first_name']]);
   });
 
   it('updates of two organizations share a statement, and neither can reach the other\'s users', async () => {
     const org = await t.http().post('/v2/admin/organizations').set(auth()).send({ name: 'Batch Other Org', plan: 'professional' }).expect(201);
     const otherToken = await tokenFor(org.body.api_key.key);
-    const mine = await createUsers('home', 3);
-    const theirs = await createUsers('away', 3, otherToken);
-    const responses = await together([
-      ...mine.map((u) => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: 'Home' })),
-      ...theirs.map((u) => t.http().patch(`/v2/users/${u.id}`).set(auth(otherToken)).send({ first_name: 'Away' })),
-      // Each organization aims at the other's users in the same burst.
-      ...theirs.map((u) => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: 'Intruder' })),
-      ...mine.map((u) => t.http().patch(`/v2/users/${u.id}`).set(auth(otherToken)).send({ first_name: 'Intruder' })),
+    const mine = await createUsers('home', 2);
+    const theirs = await createUsers('away', 2, otherToken);
+    const { responses, statements } = await gathered([
+      ...mine.map((u) => () => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: 'Home' })),
+      ...theirs.map((u) => () => t.http().patch(`/v2/users/${u.id}`).set(auth(otherToken)).send({ first_name: 'Away' })),
     ]);
-    expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 404, 404, 404, 404, 404, 404]);
-    const rows = await t.sql<{ first_name: string }>('SELECT first_name FROM users WHERE id = ANY($1) ORDER BY first_name', [[...mine, ...theirs].map((u) => u.id)]);
-    expect(rows.map((r) => r.first_name)).toEqual(['Away', 'Away', 'Away', 'Home', 'Home', 'Home']);
+    expect(statements()[0]!.sort()).toEqual([...mine, ...theirs].map((u) => u.id).sort());
+    expect(responses.map((r) => [r.status, r.body.id, r.body.first_name])).toEqual([
+      ...mine.map((u) => [200, u.id, 'Home']),
+      ...theirs.map((u) => [200, u.id, 'Away']),
+    ]);
+    // Each organization aims at the other's users, in one statement: 404, and nothing written.
+    const intrusions = await gathered([
+      ...theirs.map((u) => () => t.http().patch(`/v2/users/${u.id}`).set(auth()).send({ first_name: 'Intruder' })),
+      ...mine.map((u) => () => t.http().patch(`/v2/users/${u.id}`).set(auth(otherToken)).send({ first_name: 'Intruder' })),
+    ]);
+    expect(intrusions.statements()[0]!.sort()).toEqual([...mine, ...theirs].map((u) => u.id).sort());
+    expect(intrusions.responses.map((r) => [r.status, r.body.error?.code])).toEqual(Array(4).fill([404, 'USER_NOT_FOUND']));
+    const rows = await t.sql<{ first_name: string; version: number }>('SELECT first_name, version FROM users WHERE id = ANY($1)', [[...mine, ...theirs].map((u) => u.id)]);
+    expect(rows.map((r) => `${r.first_name} v${r.version}`).sort()).toEqual(['Away v2', 'Away v2', 'Home v2', 'Home v2']);
     const events = await updatedEvents([...mine, ...theirs].map((u) => u.id));
-    expect(events).toHaveLength(6);
     const [home, away] = [await orgOf(mine[0]!.id), await orgOf(theirs[0]!.id)];
     expect(home).not.toBe(away);
-    for (const ev of events) expect(ev.organization_id).toBe(mine.some((u) => u.id === ev.user_id) ? home : away);
+    expect(events.map((ev) => [ev.user_id, ev.organization_id]).sort()).toEqual([...mine.map((u) => [u.id, home]), ...theirs.map((u) => [u.id, away])].sort());
   });
 
-  const orgOf = async (userId: string) => (await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [userId]))[0]!.organization_id;
-
-  it('a shared statement that fails is retried update by update: only the update that cannot be made fails, and nothing of it is written', async () => {
-    const [holder, locked, b, c] = await createUsers('fail', 4);
-    // Another transaction holds two users' rows past the statement timeout (1 s here).
+  it('a row held by another transaction delays only its own update, made alone once the row is free', async () => {
+    const [held, b, c] = await createUsers('held', 3);
     const blocker = t.dataSource.createQueryRunner();
     await blocker.connect();
     await blocker.startTransaction();
+    let heldAnswered = false;
     try {
-      await blocker.query('SELECT 1 FROM users WHERE id = ANY($1) FOR UPDATE', [[holder!.id, locked!.id]]);
-      const before = { ...batcher.stats };
-      // The first update takes the only slot and waits on its row; the next three queue and share
-      // the next statement, which waits on `locked` and is cancelled.
-      const first = t.http().patch(`/v2/users/${holder!.id}`).set(auth()).send({ first_name: 'Held' }).then((r) => r);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      const [h, l, rb, rc] = await together([
-        first,
-        t.http().patch(`/v2/users/${locked!.id}`).set(auth()).send({ first_name: 'Locked' }),
-        t.http().patch(`/v2/users/${b!.id}`).set(auth()).send({ first_name: 'Made B' }),
-        t.http().patch(`/v2/users/${c!.id}`).set(auth()).send({ first_name: 'Made C' }),
+      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [held!.id]);
+      const madeAlone = batcher.stats.madeAlone;
+      const heldRequest = t.http().patch(`/v2/users/${held!.id}`).set(auth()).send({ first_name: 'Held' }).then((r) => {
+        heldAnswered = true;
+        return r;
+      });
+      // Its shared statement skips the held row; it then waits alone, outside the slots.
+      await until('the held update to be made alone', () => batcher.stats.madeAlone > madeAlone);
+      const { responses, statements } = await gathered([
+        () => t.http().patch(`/v2/users/${b!.id}`).set(auth()).send({ first_name: 'Made B' }),
+        () => t.http().patch(`/v2/users/${c!.id}`).set(auth()).send({ first_name: 'Made C' }),
       ]);
-      expect([h!.status, h!.body.error?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
-      expect([l!.status, l!.body.error?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
-      expect([rb!.status, rb!.body.first_name, rc!.status, rc!.body.first_name]).toEqual([200, 'Made B', 200, 'Made C']);
-      expect(batcher.stats.retriedAlone - before.retriedAlone).toBe(3);
+      expect(responses.map((r) => [r.status, r.body.first_name])).toEqual([[200, 'Made B'], [200, 'Made C']]);
+      expect(heldAnswered).toBe(false);
+      // The held user's update went in a shared statement, was skipped, and now waits alone.
+      expect(shared.mock.calls.some(([updates]) => updates.some((u) => u.id === held!.id))).toBe(true);
+      expect(statements().flat()).toEqual(expect.arrayContaining([b!.id, c!.id]));
+      expect(batcher.stats.madeAlone - madeAlone).toBe(1);
+      await blocker.commitTransaction();
+      const heldResponse = await heldRequest;
+      expect([heldResponse.status, heldResponse.body.first_name, heldResponse.headers.etag]).toEqual([200, 'Held', `"${held!.id}.v2"`]);
     } finally {
-      await blocker.rollbackTransaction();
+      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
       await blocker.release();
     }
-    const rows = await t.sql<{ id: string; first_name: string; version: number }>('SELECT id, first_name, version FROM users WHERE id = ANY($1) ORDER BY first_name', [[holder!.id, locked!.id, b!.id, c!.id]]);
-    expect(rows.map((r) => [r.first_name, r.version]).sort()).toEqual([['Made B', 2], ['Made C', 2], ['fail0', 1], ['fail1', 1]]);
-    const events = await updatedEvents([holder!.id, locked!.id, b!.id, c!.id]);
-    expect(events.map((e) => e.user_id).sort()).toEqual([b!.id, c!.id].sort());
+    expect((await updatedEvents([held!.id, b!.id, c!.id])).map((e) => e.user_id).sort()).toEqual([held!.id, b!.id, c!.id].sort());
+  });
+
+  it("several updates of one user are made one at a time, each in a statement of its own, none lost", async () => {
+    const [one, other] = await createUsers('serial', 2);
+    const { responses, statements } = await gathered([
+      ...[1, 2, 3, 4].map((n) => () => t.http().patch(`/v2/users/${one!.id}`).set(auth()).send({ last_name: `Last ${n}` })),
+      () => t.http().patch(`/v2/users/${other!.id}`).set(auth()).send({ first_name: 'Other' }),
+    ]);
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    // No statement carried two updates of one user.
+    for (const ids of statements()) expect(new Set(ids).size).toBe(ids.length);
+    expect(statements().flat().filter((id) => id === one!.id)).toHaveLength(4);
+    // Each answer is its own update, at its own version; the last one made is what the user holds.
+    responses.slice(0, 4).forEach((r, i) => expect(r.body.last_name).toBe(`Last ${i + 1}`));
+    expect(responses.slice(0, 4).map((r) => r.headers.etag).sort()).toEqual([2, 3, 4, 5].map((v) => `"${one!.id}.v${v}"`));
+    const last = responses.find((r) => r.headers.etag === `"${one!.id}.v5"`)!;
+    const [row] = await t.sql<{ version: number; last_name: string }>('SELECT version, last_name FROM users WHERE id = $1', [one!.id]);
+    expect(row).toEqual({ version: 5, last_name: last.body.last_name });
+    const events = await updatedEvents([one!.id]);
+    expect(events.map((e) => e.data.changes)).toEqual([['last_name'], ['last_name'], ['last_name'], ['last_name']]);
+    expect(events.map((e) => e.data.user.last_name).sort()).toEqual(['Last 1', 'Last 2', 'Last 3', 'Last 4']);
+  });
+
+  it('a shared statement that fails is made update by update: only the update that cannot be made fails, and nothing of it is written', async () => {
+    const [doomed, b, c] = await createUsers('fail', 3);
+    const madeAlone = batcher.stats.madeAlone;
+    const { responses, statements } = await gathered([
+      () => t.http().patch(`/v2/users/${doomed!.id}`).set(auth()).send({ first_name: 'Explode' }),
+      () => t.http().patch(`/v2/users/${b!.id}`).set(auth()).send({ first_name: 'Made B' }),
+      () => t.http().patch(`/v2/users/${c!.id}`).set(auth()).send({ first_name: 'Made C' }),
+    ]);
+    expect(statements()[0]!.sort()).toEqual([doomed!.id, b!.id, c!.id].sort());
+    expect(batcher.stats.madeAlone - madeAlone).toBe(3);
+    const [d, rb, rc] = responses;
+    expect([d!.status, d!.body.error?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
+    expect([rb!.status, rb!.body.first_name, rc!.status, rc!.body.first_name]).toEqual([200, 'Made B', 200, 'Made C']);
+    const rows = await t.sql<{ first_name: string; version: number }>('SELECT first_name, version FROM users WHERE id = ANY($1)', [[doomed!.id, b!.id, c!.id]]);
+    expect(rows.map((r) => `${r.first_name} v${r.version}`).sort()).toEqual(['Made B v2', 'Made C v2', 'fail0 v1']);
+    expect((await updatedEvents([doomed!.id, b!.id, c!.id])).map((e) => e.user_id).sort()).toEqual([b!.id, c!.id].sort());
     // The API serves on.
-    await t.http().patch(`/v2/users/${locked!.id}`).set(auth()).send({ first_name: 'Later' }).expect(200);
+    await t.http().patch(`/v2/users/${doomed!.id}`).set(auth()).send({ first_name: 'Later' }).expect(200);
   });
 });

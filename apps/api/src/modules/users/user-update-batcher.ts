@@ -7,6 +7,8 @@ export const MAX_UPDATES_PER_STATEMENT = 64;
 
 interface Waiting {
   update: FieldsUpdate;
+  key: string;
+  settled: boolean;
   resolve: (result: FieldsUpdateResult) => void;
   reject: (error: unknown) => void;
 }
@@ -17,46 +19,59 @@ interface Waiting {
  * serve many updates, where each used to pay for its own (PostgreSQL sets up the whole plan, and
  * flushes the WAL, per statement).
  *
- * At most USERS_UPDATE_BATCH_IN_FLIGHT statements run at once. An update that finds a free slot
- * goes at once, alone, with no added wait; the others queue, and the next free slot takes all the
- * queued updates (up to 64, one per user) in one statement. A second update of a user already in
- * the statement being gathered waits for the next one (a statement updates each row once); as
- * without batching, concurrent updates of one user queue on the row's lock and none is lost. Each
- * statement commits on its own: a request is answered only after its update is committed.
+ * At most USERS_UPDATE_BATCH_IN_FLIGHT shared statements run at once. An update that finds a free
+ * slot goes at once, with no added wait; the others queue, and the next free slot takes the queued
+ * updates (up to 64) in one statement. A user's updates are made one after the other, in the order
+ * they came: while one is being made, the user's next ones wait in the queue.
  *
- * If a shared statement fails (a deadlock, a statement timeout), each of its updates runs again
- * alone, so that one update's failure is never another's: every request gets its own answer, and
- * a failed statement left nothing written.
+ * A shared statement never waits for a row lock. An update whose row another transaction holds (a
+ * sign-in, a role change), or whose user does not exist, comes back unmade and is made alone
+ * (UsersRepository.updateFields), outside the slots, waiting for the row as every update did before
+ * statements were shared. If a shared statement fails (a statement timeout, a lost connection), it
+ * wrote nothing, and each of its updates is made alone, so that one update's failure is never
+ * another's. Each statement commits on its own: a request is answered after its update committed.
  */
 @Injectable()
 export class UserUpdateBatcher implements OnApplicationShutdown {
   private readonly logger = new Logger(UserUpdateBatcher.name);
   private readonly queue: Waiting[] = [];
   private inFlight = 0;
-  /** Statements run and updates carried, for the tests and the bench's report. */
-  readonly stats = { statements: 0, updates: 0, largest: 0, retriedAlone: 0 };
+  /** Users with an update being made: their next updates stay queued until it is answered. */
+  private readonly busyUsers = new Set<string>();
+  /**
+   * Statements that succeeded or were tried alone, the updates they carried, the most in one shared
+   * statement, and the updates made alone after a shared statement (row held elsewhere, no such
+   * user, or the statement failed).
+   */
+  readonly stats = { statements: 0, updates: 0, largest: 0, madeAlone: 0 };
 
   constructor(
     private readonly users: UsersRepository,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  onApplicationShutdown(): void {
-    if (this.stats.statements > 0) this.logger.log({ ...this.stats }, 'User update statements run by this process (statements, updates carried, the largest, updates run again alone)');
+  /** Updates waiting for a statement. */
+  get queued(): number {
+    return this.queue.length;
   }
 
-  /** Runs `update` (alone or with others) and resolves with its own result. */
+  onApplicationShutdown(): void {
+    if (this.stats.statements > 0) this.logger.log({ ...this.stats }, 'User update statements run by this process');
+  }
+
+  /** Makes `update` (with others, or alone) and resolves with its own result. */
   run(update: FieldsUpdate): Promise<FieldsUpdateResult> {
     if (this.config.usersUpdateBatchInFlight === 0) return this.alone(update);
     return new Promise((resolve, reject) => {
-      this.queue.push({ update, resolve, reject });
+      this.queue.push({ update, key: `${update.organizationId}/${update.id}`, settled: false, resolve, reject });
       this.startStatements();
     });
   }
 
   private startStatements(): void {
-    while (this.inFlight < this.config.usersUpdateBatchInFlight && this.queue.length > 0) {
+    while (this.inFlight < this.config.usersUpdateBatchInFlight) {
       const batch = this.takeBatch();
+      if (batch.length === 0) return;
       this.inFlight++;
       void this.runBatch(batch).finally(() => {
         this.inFlight--;
@@ -65,18 +80,16 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
     }
   }
 
-  /** The queued updates of distinct users, oldest first, up to the statement's limit. */
+  /** The oldest queued updates of users with no update being made, one per user, up to the statement's limit. */
   private takeBatch(): Waiting[] {
     const batch: Waiting[] = [];
-    const users = new Set<string>();
     for (let i = 0; i < this.queue.length && batch.length < MAX_UPDATES_PER_STATEMENT; ) {
       const waiting = this.queue[i]!;
-      const key = `${waiting.update.organizationId}/${waiting.update.id}`;
-      if (users.has(key)) {
+      if (this.busyUsers.has(waiting.key)) {
         i++;
         continue;
       }
-      users.add(key);
+      this.busyUsers.add(waiting.key);
       batch.push(waiting);
       this.queue.splice(i, 1);
     }
@@ -84,22 +97,43 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
   }
 
   private async runBatch(batch: Waiting[]): Promise<void> {
-    if (batch.length === 1) {
-      const [only] = batch;
-      await this.alone(only!.update).then(only!.resolve, only!.reject);
-      return;
-    }
-    let results: FieldsUpdateResult[];
     try {
-      results = await this.users.updateFieldsBatch(batch.map((w) => w.update));
+      let results: (FieldsUpdateResult | null)[];
+      try {
+        results = await this.users.updateFieldsBatch(batch.map((w) => w.update));
+      } catch (error) {
+        this.logger.warn({ err: error, updates: batch.length }, 'A shared update statement failed; its updates are made one by one');
+        for (const waiting of batch) this.makeAlone(waiting);
+        return;
+      }
+      this.count(batch.length);
+      batch.forEach((waiting, i) => {
+        const result = results[i];
+        if (result === null || result === undefined) this.makeAlone(waiting);
+        else this.settle(waiting, () => waiting.resolve(result));
+      });
     } catch (error) {
-      this.logger.warn({ err: error, updates: batch.length }, 'A shared update statement failed; its updates run again one by one');
-      this.stats.retriedAlone += batch.length;
-      await Promise.all(batch.map((w) => this.alone(w.update).then(w.resolve, w.reject)));
-      return;
+      // Nothing above should throw; if it does, no request may be left waiting.
+      for (const waiting of batch) this.settle(waiting, () => waiting.reject(error));
     }
-    this.count(batch.length);
-    batch.forEach((w, i) => w.resolve(results[i]));
+  }
+
+  /** Outside the slots: it may wait for a row lock, as an update did before statements were shared. */
+  private makeAlone(waiting: Waiting): void {
+    this.stats.madeAlone++;
+    this.alone(waiting.update).then(
+      (result) => this.settle(waiting, () => waiting.resolve(result)),
+      (error: unknown) => this.settle(waiting, () => waiting.reject(error)),
+    );
+  }
+
+  private settle(waiting: Waiting, answer: () => void): void {
+    if (waiting.settled) return;
+    waiting.settled = true;
+    this.busyUsers.delete(waiting.key);
+    answer();
+    // The user's next update, if one is queued, may go now.
+    if (this.queue.length > 0) this.startStatements();
   }
 
   private alone(update: FieldsUpdate): Promise<FieldsUpdateResult> {

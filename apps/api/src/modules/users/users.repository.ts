@@ -454,11 +454,18 @@ export class UsersRepository {
    * Several PUT/PATCH /users/{id} without a role change (and without a status that ends sessions)
    * as one statement: what {@link updateFields} does for one user, for each of `updates`, with one
    * plan, one round trip and one commit (UserUpdateBatcher gathers them from concurrent requests).
-   * The users must be distinct. Rows are locked in id order, so two batches, or a batch and a
-   * single-user statement, cannot deadlock on each other. Each update has its own If-Match,
-   * timestamp and event id; the results come back in the order of `updates`.
+   * Each update has its own If-Match, timestamp and event id; the results come back in the order of
+   * `updates`. The users must be distinct.
+   *
+   * The statement never waits for a lock: a row that another transaction holds is skipped (SKIP
+   * LOCKED), so that one busy user cannot hold up the others, nor the rows this statement has
+   * locked be part of a deadlock. Its result is `null`, as is a user that does not exist (the
+   * statement cannot tell them apart): run those alone with {@link updateFields}.
    */
-  async updateFieldsBatch(updates: readonly FieldsUpdate[]): Promise<FieldsUpdateResult[]> {
+  async updateFieldsBatch(updates: readonly FieldsUpdate[]): Promise<(FieldsUpdateResult | null)[]> {
+    if (new Set(updates.map((u) => `${u.organizationId}/${u.id}`)).size !== updates.length) {
+      throw new Error('updateFieldsBatch: one update per user');
+    }
     const column = <T>(pick: (u: FieldsUpdate) => T) => updates.map(pick);
     const { rows } = await preparedQuery<UserRecord & { n: string; req_n?: string; changed: string[] | null; current_version: number; event_id?: string }>(this.dataSource, undefined, 'users_update_fields_batch',
       `WITH req AS (
@@ -468,7 +475,7 @@ export class UsersRepository {
          SELECT r.n, u.id, u.organization_id, u.version, u.first_name, u.last_name, u.status, u.metadata
            FROM req r JOIN users u ON u.organization_id = r.organization_id AND u.id = r.id
           WHERE u.deleted_at IS NULL
-          ORDER BY u.id FOR NO KEY UPDATE OF u),
+            FOR NO KEY UPDATE OF u SKIP LOCKED),
        upd AS (
          UPDATE users u
             SET first_name = COALESCE(r.first_name, c.first_name), last_name = COALESCE(r.last_name, c.last_name),
@@ -510,7 +517,7 @@ export class UsersRepository {
         column((u) => u.eventId),
       ],
     );
-    const results: FieldsUpdateResult[] = updates.map(() => undefined);
+    const results: (FieldsUpdateResult | null)[] = updates.map(() => null);
     for (const row of rows) {
       // `n`: the update's place in `updates`, from 1 (WITH ORDINALITY).
       const { n, req_n: _n, changed, current_version: version, event_id: _event, ...user } = row;
