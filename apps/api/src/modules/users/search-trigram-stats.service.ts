@@ -10,8 +10,25 @@ const SAMPLE_PAGES = 700;
 const SIZE_CHECK_MS = 5_000;
 /** After a failure (the database unreachable), the next try waits this long (or the refresh interval, if shorter). */
 const RETRY_AFTER_FAILURE_MS = 60_000;
-/** A change of the table's live rows by more than half, and by more than this many, makes the sample stale. */
+/** A change of the table's live rows by fewer than this many never makes the sample stale. */
 const MIN_SIZE_CHANGE = 1_000;
+/** A sample older than this is stale once the table's live rows changed by more than SMALL_CHANGE. */
+const SMALL_CHANGE_AFTER_MS = 30_000;
+const SMALL_CHANGE = 1 / 50;
+
+/**
+ * Whether a sample taken `ageMs` ago of `sampledRows` live rows no longer stands for a table of
+ * `tableRows`: at once when it changed by more than half, and after 30 s when by more than a
+ * fiftieth (always by over 1,000 rows). New users bring trigrams the sample has never seen (the
+ * numbers in a million sequential emails): a search would take them for rare and look them up in
+ * the index, reading every user that has them. Sampled again within about 35 s of an import's
+ * end, the sample has seen all but a fiftieth of the table.
+ */
+export function sampleIsStale(sampledRows: number, tableRows: number, ageMs: number): boolean {
+  const changed = Math.abs(tableRows - sampledRows);
+  if (changed <= MIN_SIZE_CHANGE) return false;
+  return changed > sampledRows / 2 || (ageMs >= SMALL_CHANGE_AFTER_MS && changed > sampledRows * SMALL_CHANGE);
+}
 
 /**
  * Trigram frequencies of the users' search text, sampled at start and every
@@ -19,8 +36,8 @@ const MIN_SIZE_CHANGE = 1_000;
  * index (search-trigrams.ts). Until the first sample, or with the refresh set to 0, searches look
  * up whole words. A failed sample keeps the previous one. Between samples the table's live rows
  * (PostgreSQL's statistics) are checked every few seconds: a table that grew or shrank by half
- * since the sample (a first import into a new deployment) is sampled again at once, not up to ten
- * minutes later.
+ * since the sample (a first import into a new deployment) is sampled again at once, and one that
+ * changed by a fiftieth within 30 s (see sampleIsStale), not up to ten minutes later.
  */
 @Injectable()
 export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -70,12 +87,12 @@ export class SearchTrigramStats implements OnApplicationBootstrap, BeforeApplica
     if (!forced && Date.now() < this.retryAt) return;
     try {
       const tableRows = await this.users.liveRowsEstimate();
-      const changed = Math.abs(tableRows - this.sampledTableRows);
+      const age = Date.now() - this.sampledAt;
       const due =
         forced ||
         this.sample === undefined ||
-        Date.now() - this.sampledAt >= this.config.searchStatsRefreshSeconds * 1000 ||
-        (changed > MIN_SIZE_CHANGE && changed > this.sampledTableRows / 2);
+        age >= this.config.searchStatsRefreshSeconds * 1000 ||
+        sampleIsStale(this.sampledTableRows, tableRows, age);
       if (!due) return;
       const { rows, counts } = await this.users.sampleSearchTrigrams(SAMPLE_PAGES);
       this.sample = { rows, counts: new Map(Object.entries(counts)) };

@@ -1,3 +1,4 @@
+import { sampleIsStale } from './search-trigram-stats.service';
 import { indexedPart, likeTrigrams, TrigramSample } from './search-trigrams';
 
 /** A sample of `rows` rows where each listed trigram is held by that many rows (the others by none). */
@@ -53,5 +54,20 @@ describe('search trigrams (which part of a word the trigram index looks up)', ()
       const part = indexedPart(word, sample);
       expect(word.includes(part) && (part === word || part.length >= 3)).toBe(true);
     }
+  });
+});
+
+describe('when the trigram sample is stale (SearchTrigramStats)', () => {
+  it('at once after a change of over half the sampled rows; after 30 s after a change of over a fiftieth; never for 1,000 rows or fewer', () => {
+    expect(sampleIsStale(0, 1_000, 0)).toBe(false);
+    expect(sampleIsStale(0, 1_001, 0)).toBe(true);
+    expect(sampleIsStale(600_000, 1_000_000, 0)).toBe(true);
+    expect(sampleIsStale(1_000_000, 400_000, 0)).toBe(true);
+    // An import that ends between two half-steps: the last sample saw 80 % of the table.
+    expect(sampleIsStale(800_000, 1_000_000, 29_999)).toBe(false);
+    expect(sampleIsStale(800_000, 1_000_000, 30_000)).toBe(true);
+    expect(sampleIsStale(1_000_000, 1_020_001, 30_000)).toBe(true);
+    expect(sampleIsStale(1_000_000, 1_019_000, 600_000)).toBe(false);
+    expect(sampleIsStale(10_000, 10_900, 600_000)).toBe(false);
   });
 });
