@@ -214,31 +214,34 @@ describe('Users: concurrent updates share statements', () => {
     expect(events.map((ev) => [ev.user_id, ev.organization_id]).sort()).toEqual([...mine.map((u) => [u.id, home]), ...theirs.map((u) => [u.id, away])].sort());
   });
 
-  it('a row held by another transaction delays only its own update, made alone once the row is free', async () => {
+  it('a row held by another transaction delays only its own update: its shared statement answers the others, and it is made alone once the row is free', async () => {
     const [held, b, c] = await createUsers('held', 3);
     const blocker = t.dataSource.createQueryRunner();
     await blocker.connect();
     await blocker.startTransaction();
-    let heldAnswered = false;
     try {
       await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [held!.id]);
       const madeAlone = batcher.stats.madeAlone;
+      const calls = shared.mock.calls.length;
+      const holder = t.http().patch(`/v2/users/${slowUser.id}`).set(auth()).send({ first_name: `Slow ${++slowCount}` }).then((r) => r);
+      await until('the slow update to take the slot', () => shared.mock.calls.length > calls);
+      let heldAnswered = false;
       const heldRequest = t.http().patch(`/v2/users/${held!.id}`).set(auth()).send({ first_name: 'Held' }).then((r) => {
         heldAnswered = true;
         return r;
       });
-      // Its shared statement skips the held row; it then waits alone, outside the slots.
-      await until('the held update to be made alone', () => batcher.stats.madeAlone > madeAlone);
-      const { responses, statements } = await gathered([
-        () => t.http().patch(`/v2/users/${b!.id}`).set(auth()).send({ first_name: 'Made B' }),
-        () => t.http().patch(`/v2/users/${c!.id}`).set(auth()).send({ first_name: 'Made C' }),
-      ]);
-      expect(responses.map((r) => [r.status, r.body.first_name])).toEqual([[200, 'Made B'], [200, 'Made C']]);
-      expect(heldAnswered).toBe(false);
-      // The held user's update went in a shared statement, was skipped, and now waits alone.
-      expect(shared.mock.calls.some(([updates]) => updates.some((u) => u.id === held!.id))).toBe(true);
-      expect(statements().flat()).toEqual(expect.arrayContaining([b!.id, c!.id]));
+      const others = [
+        t.http().patch(`/v2/users/${b!.id}`).set(auth()).send({ first_name: 'Made B' }).then((r) => r),
+        t.http().patch(`/v2/users/${c!.id}`).set(auth()).send({ first_name: 'Made C' }).then((r) => r),
+      ];
+      await until('3 queued updates', () => batcher.queued === 3);
+      expect((await holder).status).toBe(200);
+      const answered = await Promise.all(others);
+      expect(answered.map((r) => [r.status, r.body.first_name])).toEqual([[200, 'Made B'], [200, 'Made C']]);
+      // One statement carried all three; the held row was skipped, and its update now waits alone.
+      expect(statementsSince(calls + 1)[0]!.sort()).toEqual([held!.id, b!.id, c!.id].sort());
       expect(batcher.stats.madeAlone - madeAlone).toBe(1);
+      expect(heldAnswered).toBe(false);
       await blocker.commitTransaction();
       const heldResponse = await heldRequest;
       expect([heldResponse.status, heldResponse.body.first_name, heldResponse.headers.etag]).toEqual([200, 'Held', `"${held!.id}.v2"`]);
@@ -249,14 +252,45 @@ describe('Users: concurrent updates share statements', () => {
     expect((await updatedEvents([held!.id, b!.id, c!.id])).map((e) => e.user_id).sort()).toEqual([held!.id, b!.id, c!.id].sort());
   });
 
-  it("several updates of one user are made one at a time, each in a statement of its own, none lost", async () => {
+  it('a user\'s next update waits in the queue while one is being made, even alone on a held row, and they are made in the order they came', async () => {
     const [one, other] = await createUsers('serial', 2);
+    const blocker = t.dataSource.createQueryRunner();
+    await blocker.connect();
+    await blocker.startTransaction();
+    try {
+      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [one!.id]);
+      const madeAlone = batcher.stats.madeAlone;
+      const calls = shared.mock.calls.length;
+      const first = t.http().patch(`/v2/users/${one!.id}`).set(auth()).send({ last_name: 'First' }).then((r) => r);
+      await until('the first update to be made alone', () => batcher.stats.madeAlone > madeAlone);
+      const second = t.http().patch(`/v2/users/${one!.id}`).set(auth()).send({ last_name: 'Second' }).then((r) => r);
+      await until('the second update to be queued', () => batcher.queued === 1);
+      // The slot is free, yet the second update stays queued: its user's first one is being made.
+      const otherResponse = await t.http().patch(`/v2/users/${other!.id}`).set(auth()).send({ first_name: 'Other' });
+      expect(otherResponse.status).toBe(200);
+      expect(batcher.queued).toBe(1);
+      expect(statementsSince(calls).flat().filter((id) => id === one!.id)).toHaveLength(1);
+      await blocker.commitTransaction();
+      const [r1, r2] = await Promise.all([first, second]);
+      expect([r1.status, r1.body.last_name, r1.headers.etag]).toEqual([200, 'First', `"${one!.id}.v2"`]);
+      expect([r2.status, r2.body.last_name, r2.headers.etag]).toEqual([200, 'Second', `"${one!.id}.v3"`]);
+    } finally {
+      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
+      await blocker.release();
+    }
+    const [row] = await t.sql<{ version: number; last_name: string }>('SELECT version, last_name FROM users WHERE id = $1', [one!.id]);
+    expect(row).toEqual({ version: 3, last_name: 'Second' });
+    const events = await updatedEvents([one!.id]);
+    expect(events.map((e) => e.data.user.last_name)).toEqual(['First', 'Second']);
+  });
+
+  it('several updates of one user sent at once are made one at a time, never two in one statement, none lost', async () => {
+    const [one, other] = await createUsers('burst', 2);
     const { responses, statements } = await gathered([
       ...[1, 2, 3, 4].map((n) => () => t.http().patch(`/v2/users/${one!.id}`).set(auth()).send({ last_name: `Last ${n}` })),
       () => t.http().patch(`/v2/users/${other!.id}`).set(auth()).send({ first_name: 'Other' }),
     ]);
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
-    // No statement carried two updates of one user.
     for (const ids of statements()) expect(new Set(ids).size).toBe(ids.length);
     expect(statements().flat().filter((id) => id === one!.id)).toHaveLength(4);
     // Each answer is its own update, at its own version; the last one made is what the user holds.

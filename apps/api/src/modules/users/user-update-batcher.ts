@@ -9,6 +9,8 @@ interface Waiting {
   update: FieldsUpdate;
   key: string;
   settled: boolean;
+  /** Being made alone: only that statement may answer it. */
+  alone: boolean;
   resolve: (result: FieldsUpdateResult) => void;
   reject: (error: unknown) => void;
 }
@@ -27,9 +29,11 @@ interface Waiting {
  * A shared statement never waits for a row lock. An update whose row another transaction holds (a
  * sign-in, a role change), or whose user does not exist, comes back unmade and is made alone
  * (UsersRepository.updateFields), outside the slots, waiting for the row as every update did before
- * statements were shared. If a shared statement fails (a statement timeout, a lost connection), it
- * wrote nothing, and each of its updates is made alone, so that one update's failure is never
- * another's. Each statement commits on its own: a request is answered after its update committed.
+ * statements were shared. If PostgreSQL refuses a shared statement (a statement timeout, a
+ * deadlock), it wrote nothing, and each of its updates is made alone, so that one update's failure
+ * is never another's. If the connection is lost, the statement may have committed: its requests
+ * fail (503/500) and nothing is made again. Each statement commits on its own: a request is
+ * answered after its update committed.
  */
 @Injectable()
 export class UserUpdateBatcher implements OnApplicationShutdown {
@@ -63,7 +67,7 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
   run(update: FieldsUpdate): Promise<FieldsUpdateResult> {
     if (this.config.usersUpdateBatchInFlight === 0) return this.alone(update);
     return new Promise((resolve, reject) => {
-      this.queue.push({ update, key: `${update.organizationId}/${update.id}`, settled: false, resolve, reject });
+      this.queue.push({ update, key: `${update.organizationId}/${update.id}`, settled: false, alone: false, resolve, reject });
       this.startStatements();
     });
   }
@@ -73,10 +77,12 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
       const batch = this.takeBatch();
       if (batch.length === 0) return;
       this.inFlight++;
-      void this.runBatch(batch).finally(() => {
-        this.inFlight--;
-        this.startStatements();
-      });
+      this.runBatch(batch)
+        .finally(() => {
+          this.inFlight--;
+          this.startStatements();
+        })
+        .catch((error: unknown) => this.logger.error({ err: error }, 'Update batcher failure'));
     }
   }
 
@@ -102,6 +108,13 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
       try {
         results = await this.users.updateFieldsBatch(batch.map((w) => w.update));
       } catch (error) {
+        if (!UserUpdateBatcher.refusedByDatabase(error)) {
+          // The connection was lost: the statement may have committed, so nothing is made again
+          // (an update made twice would bump the version twice; one made with If-Match would come
+          // back as a conflict). Each request fails, as a single update's request did.
+          for (const waiting of batch) this.settle(waiting, () => waiting.reject(error));
+          return;
+        }
         this.logger.warn({ err: error, updates: batch.length }, 'A shared update statement failed; its updates are made one by one');
         for (const waiting of batch) this.makeAlone(waiting);
         return;
@@ -113,13 +126,25 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
         else this.settle(waiting, () => waiting.resolve(result));
       });
     } catch (error) {
-      // Nothing above should throw; if it does, no request may be left waiting.
-      for (const waiting of batch) this.settle(waiting, () => waiting.reject(error));
+      // Nothing above should throw; if it does, no request may be left waiting (those being made
+      // alone are answered by their own statement).
+      for (const waiting of batch) if (!waiting.alone) this.settle(waiting, () => waiting.reject(error));
     }
+  }
+
+  /**
+   * Whether PostgreSQL answered the statement with an error (a SQLSTATE: a statement timeout, a
+   * deadlock, a constraint): then it rolled back and wrote nothing. Without one (a lost
+   * connection), it may have committed.
+   */
+  private static refusedByDatabase(error: unknown): boolean {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
   }
 
   /** Outside the slots: it may wait for a row lock, as an update did before statements were shared. */
   private makeAlone(waiting: Waiting): void {
+    waiting.alone = true;
     this.stats.madeAlone++;
     this.alone(waiting.update).then(
       (result) => this.settle(waiting, () => waiting.resolve(result)),
