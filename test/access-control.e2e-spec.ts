@@ -115,6 +115,45 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     expect(changes).toHaveLength(1);
   });
 
+  it('deleting a role while one of its holders is deleted for good: 204, and the other holders get user.role_changed', async () => {
+    const pro = await org('professional');
+    const role = (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: 'doomed', permissions: ['user:read'] }).expect(201)).body;
+    const [gone, kept] = [
+      (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Gone', last_name: 'Holder', role: 'doomed' }).expect(201)).body,
+      (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Kept', last_name: 'Holder', role: 'doomed' }).expect(201)).body,
+    ];
+    // Another transaction holds one holder's row, so the deletion has read the holders and waits
+    // for that row; meanwhile that user is deleted for good.
+    const blocker = t.dataSource.createQueryRunner();
+    await blocker.connect();
+    await blocker.startTransaction();
+    try {
+      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [gone.id]);
+      const deletion = t.http().delete(`/v2/roles/${role.id}`).set(as(pro.token)).then((r) => r);
+      for (const deadline = Date.now() + 5000; ; ) {
+        const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users SET role_id%'`);
+        if (waiting.length > 0) break;
+        if (Date.now() > deadline) throw new Error('the role deletion never waited for the held row');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await blocker.query('DELETE FROM users WHERE id = $1', [gone.id]);
+      await blocker.commitTransaction();
+      const res = await deletion;
+      expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: {} });
+    } finally {
+      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
+      await blocker.release();
+    }
+    await t.drainEvents();
+    const changes = await t.sql<{ id: string; roles: string[] }>(
+      `SELECT data->'user'->>'id' AS id, data->'roles' AS roles FROM outbox_events WHERE type = 'user.role_changed' AND data->'user'->>'id' = ANY($1)`,
+      [[gone.id, kept.id]],
+    );
+    expect(changes).toEqual([{ id: kept.id, roles: [] }]);
+    const [row] = await t.sql<{ role_id: string | null; version: number }>('SELECT role_id, version FROM users WHERE id = $1', [kept.id]);
+    expect(row).toEqual({ role_id: null, version: 2 });
+  });
+
   describe('nobody grants what they do not hold', () => {
     let ent: { id: string; token: string };
     const narrowKey = async (scopes: string[]) =>

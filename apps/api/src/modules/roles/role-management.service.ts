@@ -96,7 +96,9 @@ export class RoleManagementService {
       await this.roles.delete(manager, organizationId, id);
       const after = await this.users.findManyDetailed(organizationId, holders, manager);
       for (const previous of before) {
-        const updated = after.get(previous.id)!;
+        // A holder deleted for good meanwhile (its own user.deleted tells) has no role change to report.
+        const updated = after.get(previous.id);
+        if (!updated) continue;
         await this.events.publish(manager, organizationId, 'user.role_changed', {
           user: userSnapshot(updated),
           previous_roles: (previous.roles ?? []).map((r) => r.name),
