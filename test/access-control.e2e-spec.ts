@@ -122,8 +122,8 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
       (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Gone', last_name: 'Holder', role: 'doomed' }).expect(201)).body,
       (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Kept', last_name: 'Holder', role: 'doomed' }).expect(201)).body,
     ];
-    // Another transaction holds one holder's row, so the deletion has read the holders and waits
-    // for that row; meanwhile that user is deleted for good.
+    // Another transaction holds one holder's row, so the deletion waits for it while locking the
+    // holders; meanwhile that user is deleted for good.
     const blocker = t.dataSource.createQueryRunner();
     await blocker.connect();
     await blocker.startTransaction();
@@ -131,7 +131,7 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
       await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [gone.id]);
       const deletion = t.http().delete(`/v2/roles/${role.id}`).set(as(pro.token)).then((r) => r);
       for (const deadline = Date.now() + 5000; ; ) {
-        const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users SET role_id%'`);
+        const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT id FROM users%'`);
         if (waiting.length > 0) break;
         if (Date.now() > deadline) throw new Error('the role deletion never waited for the held row');
         await new Promise((resolve) => setTimeout(resolve, 10));
@@ -152,6 +152,42 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     expect(changes).toEqual([{ id: kept.id, roles: [] }]);
     const [row] = await t.sql<{ role_id: string | null; version: number }>('SELECT role_id, version FROM users WHERE id = $1', [kept.id]);
     expect(row).toEqual({ role_id: null, version: 2 });
+  });
+
+  it('a role assigned while it is being deleted waits for the deletion, then is 422 INVALID_ROLE: no user is left holding a deleted role', async () => {
+    const pro = await org('professional');
+    const user = (await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Late', last_name: 'Assignee' }).expect(201)).body;
+    for (const assign of [
+      (roleId: string) => t.http().post(`/v2/users/${user.id}/roles`).set(as(pro.token)).send({ roles: [roleId] }),
+      (roleId: string) => t.http().patch(`/v2/users/${user.id}`).set(as(pro.token)).send({ role: roleId }),
+    ]) {
+      const role = (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: `fleeting-${Math.random().toString(36).slice(2, 8)}`, permissions: ['user:read'] }).expect(201)).body;
+      // Another transaction holds the role as a deletion does (FOR UPDATE), then deletes it.
+      const deleter = t.dataSource.createQueryRunner();
+      await deleter.connect();
+      await deleter.startTransaction();
+      try {
+        await deleter.query('SELECT 1 FROM roles WHERE id = $1 FOR UPDATE', [role.id]);
+        const assignment = assign(role.id).then((r) => r);
+        for (const deadline = Date.now() + 5000; ; ) {
+          const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR KEY SHARE%'`);
+          if (waiting.length > 0) break;
+          if (Date.now() > deadline) throw new Error('the assignment never waited for the role');
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        await deleter.query('DELETE FROM roles WHERE id = $1', [role.id]);
+        await deleter.commitTransaction();
+        const res = await assignment;
+        expect([res.status, res.body.error?.code]).toEqual([422, 'INVALID_ROLE']);
+      } finally {
+        if (deleter.isTransactionActive) await deleter.rollbackTransaction();
+        await deleter.release();
+      }
+      expect(await t.sql('SELECT 1 FROM user_roles WHERE user_id = $1', [user.id])).toEqual([]);
+      const [row] = await t.sql<{ role_id: string | null; version: number }>('SELECT role_id, version FROM users WHERE id = $1', [user.id]);
+      expect(row!.role_id).not.toBe(role.id);
+      expect(row!.version).toBe(1);
+    }
   });
 
   describe('nobody grants what they do not hold', () => {

@@ -91,9 +91,9 @@ export class RoleManagementService {
       const current = await this.roles.lockVersion(manager, organizationId, id);
       if (current === undefined) throw new AppException('ROLE_NOT_FOUND', 'Role not found');
       if (expected !== undefined && expected !== current) throw staleIfMatch('role');
-      const holders = await this.roles.holders(manager, organizationId, id);
+      const holders = await this.roles.lockHolders(manager, organizationId, id);
       const before = [...(await this.users.findManyDetailed(organizationId, holders, manager)).values()];
-      await this.roles.delete(manager, organizationId, id);
+      await this.roles.delete(manager, organizationId, id, holders);
       const after = await this.users.findManyDetailed(organizationId, holders, manager);
       for (const previous of before) {
         // A holder deleted for good meanwhile (its own user.deleted tells) has no role change to report.

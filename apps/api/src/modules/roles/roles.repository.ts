@@ -50,23 +50,29 @@ export class RolesRepository {
     return rows[0]?.version;
   }
 
-  /** Users holding the role (primary or extra). */
-  async holders(manager: EntityManager, organizationId: string, roleId: string): Promise<string[]> {
+  /**
+   * Users holding the role (primary or extra), their rows locked in id order, so that none changes
+   * roles between this read and the deletion. Call it holding the role (lockVersion): assignments and
+   * removals hold the role before the user (UsersService.changeRoles), so none can add or drop a
+   * holder meanwhile; a primary role changed while this waited for the row is read as it is now.
+   */
+  async lockHolders(manager: EntityManager, organizationId: string, roleId: string): Promise<string[]> {
     const rows: { id: string }[] = await manager.query(
-      `SELECT id FROM users WHERE organization_id = $1 AND role_id = $2
-       UNION SELECT user_id FROM user_roles WHERE organization_id = $1 AND role_id = $2`,
+      `SELECT id FROM users
+        WHERE organization_id = $1
+          AND (role_id = $2 OR id IN (SELECT user_id FROM user_roles WHERE organization_id = $1 AND role_id = $2))
+        ORDER BY id FOR NO KEY UPDATE`,
       [organizationId, roleId],
     );
     return rows.map((r) => r.id);
   }
 
-  /** Deletes the role; every holder (primary or extra) loses it and gets a new version (ETag). */
-  async delete(manager: EntityManager, organizationId: string, roleId: string): Promise<void> {
+  /** Deletes the role; each of `holders` (lockHolders) loses it and gets a new version (ETag). */
+  async delete(manager: EntityManager, organizationId: string, roleId: string, holders: string[]): Promise<void> {
     await manager.query(
       `UPDATE users SET role_id = CASE WHEN role_id = $2 THEN NULL ELSE role_id END, version = version + 1, updated_at = now()
-        WHERE organization_id = $1
-          AND (role_id = $2 OR id IN (SELECT user_id FROM user_roles WHERE organization_id = $1 AND role_id = $2))`,
-      [organizationId, roleId],
+        WHERE organization_id = $1 AND id = ANY($3::text[])`,
+      [organizationId, roleId, holders],
     );
     await manager.query(`DELETE FROM user_roles WHERE organization_id = $1 AND role_id = $2`, [organizationId, roleId]);
     await manager.query(`DELETE FROM roles WHERE organization_id = $1 AND id = $2`, [organizationId, roleId]);
@@ -81,11 +87,16 @@ export class RolesRepository {
   }
 
   /** Roles matched by name or id, in one query. */
-  async findByRefs(organizationId: string, refs: string[], manager?: EntityManager): Promise<RoleSummary[]> {
+  /**
+   * The roles these references name. With `lock` (in the caller's transaction), each is held FOR
+   * KEY SHARE until the commit: a deletion of the role (which holds it FOR UPDATE) waits for the
+   * caller, or the caller waits for the deletion and then finds no such role.
+   */
+  async findByRefs(organizationId: string, refs: string[], manager?: EntityManager, options: { lock?: boolean } = {}): Promise<RoleSummary[]> {
     if (refs.length === 0) return [];
-    const { rows } = await preparedQuery<RoleSummary>(this.dataSource, manager, 'roles_find_by_refs',
+    const { rows } = await preparedQuery<RoleSummary>(this.dataSource, manager, options.lock ? 'roles_find_by_refs_locked' : 'roles_find_by_refs',
       `SELECT id, name, display_name, permissions FROM roles
-        WHERE organization_id = $1 AND (name = ANY($2::text[]) OR id = ANY($2::text[]))`,
+        WHERE organization_id = $1 AND (name = ANY($2::text[]) OR id = ANY($2::text[]))${options.lock ? ' FOR KEY SHARE' : ''}`,
       [organizationId, refs],
     );
     return rows;

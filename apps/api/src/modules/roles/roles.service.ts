@@ -36,9 +36,9 @@ export class RolesService {
    * Resolves role names or ids of one organization, in the order given; any unknown one is
    * 422 INVALID_ROLE naming it (the field is `role` or `roles`).
    */
-  async resolve(organizationId: string, refs: string[], field: string, manager?: EntityManager): Promise<RoleSummary[]> {
+  async resolve(organizationId: string, refs: string[], field: string, manager?: EntityManager, options: { lock?: boolean } = {}): Promise<RoleSummary[]> {
     const unique = [...new Set(refs)];
-    const found = await this.roles.findByRefs(organizationId, unique, manager);
+    const found = await this.roles.findByRefs(organizationId, unique, manager, options);
     const byRef = new Map<string, RoleSummary>();
     for (const role of found) {
       byRef.set(role.name, role);
@@ -47,6 +47,15 @@ export class RolesService {
     const missing = unique.filter((r) => !byRef.has(r));
     if (missing.length > 0) throw RolesService.unknownRoles(missing, field);
     return unique.map((r) => byRef.get(r)!);
+  }
+
+  /**
+   * Holds the roles these references name (those that exist) FOR KEY SHARE in the caller's
+   * transaction, before it locks a user to give them one: a concurrent deletion of a role then
+   * either waits for the assignment or makes it find no such role.
+   */
+  async holdForAssignment(organizationId: string, refs: string[], manager: EntityManager): Promise<void> {
+    await this.roles.findByRefs(organizationId, [...new Set(refs)], manager, { lock: true });
   }
 
   /** The roles these references (names or ids) name, by reference; unknown ones are absent. One query. */

@@ -307,6 +307,8 @@ export class UsersService {
     let changes: Record<string, unknown> = {};
     let lostPermissions = false;
     const user = await this.write(organizationId, async (manager) => {
+      // A new role is held before the user's row, as in changeRoles.
+      if (typeof dto !== 'function' && 'role' in dto && dto.role !== undefined) await this.roles.holdForAssignment(organizationId, [dto.role], manager);
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.assertIfMatch(current, ifMatch);
@@ -403,9 +405,10 @@ export class UsersService {
 
   async addRoles(organizationId: string, id: string, refs: string[]): Promise<UserRecord> {
     await this.get(organizationId, id); // a missing user is 404 before an unknown role's 422
-    const roles = await this.roles.resolve(organizationId, refs, 'roles');
-    return this.changeRoles(organizationId, id, undefined, (manager, locked) =>
+    await this.roles.resolve(organizationId, refs, 'roles'); // 422 for an unknown role before any lock
+    return this.changeRoles(organizationId, id, undefined, (manager, locked, roles) =>
       this.users.addRoles(manager, organizationId, id, roles.map((r) => r.id).filter((r) => r !== locked.role_id)),
+      refs,
     );
   }
 
@@ -419,21 +422,32 @@ export class UsersService {
       } else {
         await this.users.removeRole(manager, organizationId, id, role.id);
       }
-    });
+    }, [], [ref]);
   }
 
   /**
    * A change to a user's set of roles, on the user's locked row: with If-Match only if it names the
    * current version; when the set changed, the user gets a new version (ETag) and user.role_changed.
    */
-  private async changeRoles(organizationId: string, id: string, ifMatch: string | undefined, change: (m: EntityManager, current: UserRecord) => Promise<void>): Promise<UserRecord> {
+  private async changeRoles(
+    organizationId: string,
+    id: string,
+    ifMatch: string | undefined,
+    change: (m: EntityManager, current: UserRecord, roles: RoleSummary[]) => Promise<void>,
+    assigned: string[] = [],
+    removed: string[] = [],
+  ): Promise<UserRecord> {
     if (!USER_ID.test(id)) throw new AppException('USER_NOT_FOUND', 'User not found');
     let lostPermissions = false;
     const user = await this.write(organizationId, async (manager) => {
+      // The roles being assigned are held before the user's row (RoleManagementService.delete holds
+      // the role, then its holders' rows): a role deleted meanwhile is 422, never left dangling.
+      const roles = assigned.length > 0 ? await this.roles.resolve(organizationId, assigned, 'roles', manager, { lock: true }) : [];
+      if (removed.length > 0) await this.roles.holdForAssignment(organizationId, removed, manager);
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.assertIfMatch(current, ifMatch);
-      await change(manager, current);
+      await change(manager, current, roles);
       const before = (current.roles ?? []).map((r) => r.name);
       let updated = (await this.users.findDetailed(organizationId, id, manager))!;
       const after = (updated.roles ?? []).map((r) => r.name);
