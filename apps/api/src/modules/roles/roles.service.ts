@@ -55,7 +55,9 @@ export class RolesService {
    * either waits for the assignment or makes it find no such role.
    */
   async holdForAssignment(organizationId: string, refs: string[], manager: EntityManager): Promise<void> {
-    await this.roles.findByRefs(organizationId, [...new Set(refs)], manager, { lock: true });
+    // A reference PostgreSQL cannot store (U+0000, from a path) names no role: nothing to hold.
+    const storable = [...new Set(refs)].filter((r) => !r.includes('\u0000'));
+    await this.roles.findByRefs(organizationId, storable, manager, { lock: true });
   }
 
   /** The roles these references (names or ids) name, by reference; unknown ones are absent. One query. */
