@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ApiProcess, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { ApiProcess, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp, untilWaitingForLock, whileHeld } from '@app/testing';
 
 describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => {
   let t: TestApp;
@@ -124,26 +124,14 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     ];
     // Another transaction holds one holder's row, so the deletion waits for it while locking the
     // holders; meanwhile that user is deleted for good.
-    const blocker = t.dataSource.createQueryRunner();
-    await blocker.connect();
-    await blocker.startTransaction();
-    try {
-      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [gone.id]);
+    await whileHeld(t, 'SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [gone.id], async (blocker) => {
       const deletion = t.http().delete(`/v2/roles/${role.id}`).set(as(pro.token)).then((r) => r);
-      for (const deadline = Date.now() + 5000; ; ) {
-        const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT id FROM users%'`);
-        if (waiting.length > 0) break;
-        if (Date.now() > deadline) throw new Error('the role deletion never waited for the held row');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await untilWaitingForLock(t, 'SELECT id FROM users%', 'the role deletion');
       await blocker.query('DELETE FROM users WHERE id = $1', [gone.id]);
       await blocker.commitTransaction();
       const res = await deletion;
       expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: {} });
-    } finally {
-      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
-      await blocker.release();
-    }
+    });
     await t.drainEvents();
     const changes = await t.sql<{ id: string; roles: string[] }>(
       `SELECT data->'user'->>'id' AS id, data->'roles' AS roles FROM outbox_events WHERE type = 'user.role_changed' AND data->'user'->>'id' = ANY($1)`,
@@ -163,26 +151,14 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     ]) {
       const role = (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: `fleeting-${Math.random().toString(36).slice(2, 8)}`, permissions: ['user:read'] }).expect(201)).body;
       // Another transaction holds the role as a deletion does (FOR UPDATE), then deletes it.
-      const deleter = t.dataSource.createQueryRunner();
-      await deleter.connect();
-      await deleter.startTransaction();
-      try {
-        await deleter.query('SELECT 1 FROM roles WHERE id = $1 FOR UPDATE', [role.id]);
+      await whileHeld(t, 'SELECT 1 FROM roles WHERE id = $1 FOR UPDATE', [role.id], async (deleter) => {
         const assignment = assign(role.id).then((r) => r);
-        for (const deadline = Date.now() + 5000; ; ) {
-          const waiting = await t.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR KEY SHARE%'`);
-          if (waiting.length > 0) break;
-          if (Date.now() > deadline) throw new Error('the assignment never waited for the role');
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
+        await untilWaitingForLock(t, '%FOR KEY SHARE%', 'the assignment');
         await deleter.query('DELETE FROM roles WHERE id = $1', [role.id]);
         await deleter.commitTransaction();
         const res = await assignment;
         expect([res.status, res.body.error?.code]).toEqual([422, 'INVALID_ROLE']);
-      } finally {
-        if (deleter.isTransactionActive) await deleter.rollbackTransaction();
-        await deleter.release();
-      }
+      });
       expect(await t.sql('SELECT 1 FROM user_roles WHERE user_id = $1', [user.id])).toEqual([]);
       const [row] = await t.sql<{ role_id: string | null; version: number }>('SELECT role_id, version FROM users WHERE id = $1', [user.id]);
       expect(row!.role_id).not.toBe(role.id);

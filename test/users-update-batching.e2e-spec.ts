@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp, whileHeld } from '@app/testing';
 import type { Response } from 'supertest';
 import { UserUpdateBatcher } from '../apps/api/src/modules/users/user-update-batcher';
 import { FieldsUpdate, UsersRepository } from '../apps/api/src/modules/users/users.repository';
@@ -216,11 +216,7 @@ describe('Users: concurrent updates share statements', () => {
 
   it('a row held by another transaction delays only its own update: its shared statement answers the others, and it is made alone once the row is free', async () => {
     const [held, b, c] = await createUsers('held', 3);
-    const blocker = t.dataSource.createQueryRunner();
-    await blocker.connect();
-    await blocker.startTransaction();
-    try {
-      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [held!.id]);
+    await whileHeld(t, 'SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [held!.id], async (blocker) => {
       const madeAlone = batcher.stats.madeAlone;
       const calls = shared.mock.calls.length;
       const holder = t.http().patch(`/v2/users/${slowUser.id}`).set(auth()).send({ first_name: `Slow ${++slowCount}` }).then((r) => r);
@@ -245,20 +241,13 @@ describe('Users: concurrent updates share statements', () => {
       await blocker.commitTransaction();
       const heldResponse = await heldRequest;
       expect([heldResponse.status, heldResponse.body.first_name, heldResponse.headers.etag]).toEqual([200, 'Held', `"${held!.id}.v2"`]);
-    } finally {
-      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
-      await blocker.release();
-    }
+    });
     expect((await updatedEvents([held!.id, b!.id, c!.id])).map((e) => e.user_id).sort()).toEqual([held!.id, b!.id, c!.id].sort());
   });
 
   it('a user\'s next update waits in the queue while one is being made, even alone on a held row, and they are made in the order they came', async () => {
     const [one, other] = await createUsers('serial', 2);
-    const blocker = t.dataSource.createQueryRunner();
-    await blocker.connect();
-    await blocker.startTransaction();
-    try {
-      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [one!.id]);
+    await whileHeld(t, 'SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [one!.id], async (blocker) => {
       const madeAlone = batcher.stats.madeAlone;
       const calls = shared.mock.calls.length;
       const first = t.http().patch(`/v2/users/${one!.id}`).set(auth()).send({ last_name: 'First' }).then((r) => r);
@@ -274,10 +263,7 @@ describe('Users: concurrent updates share statements', () => {
       const [r1, r2] = await Promise.all([first, second]);
       expect([r1.status, r1.body.last_name, r1.headers.etag]).toEqual([200, 'First', `"${one!.id}.v2"`]);
       expect([r2.status, r2.body.last_name, r2.headers.etag]).toEqual([200, 'Second', `"${one!.id}.v3"`]);
-    } finally {
-      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
-      await blocker.release();
-    }
+    });
     const [row] = await t.sql<{ version: number; last_name: string }>('SELECT version, last_name FROM users WHERE id = $1', [one!.id]);
     expect(row).toEqual({ version: 3, last_name: 'Second' });
     const events = await updatedEvents([one!.id]);

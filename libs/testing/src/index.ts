@@ -4,3 +4,4 @@ export * from './api-process';
 export * from './cli-process';
 export * from './webhook-receiver';
 export * from './query-string';
+export * from './row-locks';
