@@ -86,7 +86,6 @@ export class RolesRepository {
     return rows.map((r) => r.p);
   }
 
-  /** Roles matched by name or id, in one query. */
   /**
    * The roles these references name. With `lock` (in the caller's transaction), each is held FOR
    * KEY SHARE until the commit: a deletion of the role (which holds it FOR UPDATE) waits for the

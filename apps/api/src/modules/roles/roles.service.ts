@@ -51,10 +51,10 @@ export class RolesService {
 
   /**
    * Holds the roles these references name (those that exist) FOR KEY SHARE in the caller's
-   * transaction, before it locks a user to give them one: a concurrent deletion of a role then
-   * either waits for the assignment or makes it find no such role.
+   * transaction, before it locks a user to give or take one: a concurrent deletion of a role then
+   * either waits for the change or makes it find no such role.
    */
-  async holdForAssignment(organizationId: string, refs: string[], manager: EntityManager): Promise<void> {
+  async holdRoles(organizationId: string, refs: string[], manager: EntityManager): Promise<void> {
     // A reference PostgreSQL cannot store (U+0000, from a path) names no role: nothing to hold.
     const storable = [...new Set(refs)].filter((r) => !r.includes('\u0000'));
     await this.roles.findByRefs(organizationId, storable, manager, { lock: true });

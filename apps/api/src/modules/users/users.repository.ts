@@ -83,14 +83,22 @@ const LOGIN_SORT_KEYS_FROM = (source: string) => `
          INSERT INTO user_login_sort_keys (user_id, organization_id, last_login, login_count)
          SELECT id, organization_id, '-infinity', 0 FROM ${source}`;
 
+/** Statuses that may not sign in: a user changed to one loses every session at once. */
+const SESSION_ENDING_STATUSES = ['suspended', 'inactive'];
+
+/** Whether a user whose status becomes `status` loses every session (access and refresh tokens) at once. */
+export function endsSessions(status: unknown): boolean {
+  return SESSION_ENDING_STATUSES.includes(status as string);
+}
+
 /**
  * Revokes every live refresh token of the users in `source` (a CTE of updated users rows) whose
- * status changed (`changed` holds 'status'), at `at`: a CTE for statements that end sessions.
+ * status changed to one that ends sessions (endsSessions), at `at`.
  */
 const REVOKE_REFRESH_TOKENS_OF = (source: string, at: string) => `rev AS (
          UPDATE refresh_tokens t SET revoked_at = ${at}
            FROM ${source}
-          WHERE 'status' = ANY(${source}.changed)
+          WHERE 'status' = ANY(${source}.changed) AND ${source}.status IN (${SESSION_ENDING_STATUSES.map((st) => `'${st}'`).join(', ')})
             AND t.organization_id = ${source}.organization_id AND t.user_id = ${source}.id AND t.revoked_at IS NULL),`;
 
 /** SET clauses for column changes (column names come from the service's whitelist, never from input). */
@@ -372,90 +380,20 @@ export class UsersRepository {
    * `expectedVersion` (If-Match) is absent or current, writes them with the next version, counts the
    * user active this month and writes user.updated to the outbox; a change of status to suspended or
    * inactive also revokes every refresh token of the user, in the same statement, so that no failure
-   * after the commit can leave an old session to come back on reactivation. A `null` field was not sent.
-   * Concurrent updates queue on the row lock, so none is lost and each sees the row its predecessor
-   * left.
-   *
-   * Returns undefined when there is no such (undeleted) user; `{ written: false, version }` when
-   * nothing was written (no field differs, or If-Match named another version; `version` is the
-   * row's, read under the lock); otherwise the row as written (with every role) and the names of the
-   * fields changed. Roles are read as of the statement's start: a role change committed while it
-   * waited for the lock shows in the next read.
-   *
-   * The plan is kept small on purpose (PostgreSQL starts its executor for the whole plan on every
-   * call): the locked row carries only the columns compared, the changed names are worked out in
-   * RETURNING (metadata's by a function that runs only when metadata is sent), and the unchanged
-   * case returns only the version.
+   * after the commit can leave an old session to come back on reactivation. A `null` field was not
+   * sent. Concurrent updates queue on the row lock, so none is lost and each sees the row its
+   * predecessor left. See FieldsUpdateResult for what comes back.
    */
-  async updateFields(
-    organizationId: string,
-    id: string,
-    fields: UpdatableFields,
-    options: Pick<FieldsUpdate, 'expectedVersion' | 'updatedAt' | 'eventId'>,
-  ): Promise<FieldsUpdateResult> {
-    // Two statements: the one that ends sessions revokes refresh tokens too. Planned once for all
-    // values, a revocation guarded by the status parameter still read refresh_tokens on every
-    // update (a third more PostgreSQL CPU per update, A/B at a million users).
-    const endsSessions = fields.status === 'suspended' || fields.status === 'inactive';
-    const { rows } = await preparedQuery<UserRecord & { changed: string[] | null; current_version: number }>(this.dataSource, undefined, endsSessions ? 'users_update_fields_ending_sessions' : 'users_update_fields',
-      `WITH cur AS MATERIALIZED (
-         SELECT u.id, u.version, u.first_name, u.last_name, u.status, u.metadata
-           FROM users u WHERE u.organization_id = $1 AND u.id = $2 AND u.deleted_at IS NULL FOR NO KEY UPDATE),
-       upd AS (
-         UPDATE users u
-            SET first_name = COALESCE($3::text, c.first_name), last_name = COALESCE($4::text, c.last_name),
-                status = COALESCE($5::text, c.status), metadata = COALESCE($6::jsonb, c.metadata),
-                preferences = COALESCE($7::jsonb, u.preferences), version = c.version + 1, updated_at = $9
-           FROM cur c
-          WHERE u.organization_id = $1 AND u.id = c.id AND ($8::int IS NULL OR c.version = $8::int)
-            AND (($3::text IS NOT NULL AND $3::text IS DISTINCT FROM c.first_name)
-              OR ($4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name)
-              OR ($5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status)
-              OR ($6::jsonb IS NOT NULL AND $6::jsonb IS DISTINCT FROM c.metadata)
-              OR $7::jsonb IS NOT NULL)
-         RETURNING u.*,
-                array_remove(ARRAY[
-                  CASE WHEN $3::text IS NOT NULL AND $3::text IS DISTINCT FROM c.first_name THEN 'first_name' END,
-                  CASE WHEN $4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.last_name THEN 'last_name' END,
-                  CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.status THEN 'status' END], NULL)
-                || CASE WHEN $6::jsonb IS NOT NULL AND $6::jsonb IS DISTINCT FROM c.metadata
-                        THEN users_metadata_changed_keys(c.metadata, $6::jsonb) ELSE '{}'::text[] END
-                || CASE WHEN $7::jsonb IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed),
-       act AS (${MARK_ACTIVE_FROM('upd', '$9')}),
-       ${endsSessions ? REVOKE_REFRESH_TOKENS_OF('upd', '$9') : ''}
-       evt AS (
-         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
-         SELECT $10, upd.organization_id, 'user.updated',
-                jsonb_build_object('user', ${USER_EVENT_SNAPSHOT('upd', 'pr')}, 'changes', to_jsonb(upd.changed)), $9
-           FROM upd LEFT JOIN roles pr ON pr.id = upd.role_id)
-       SELECT u.*, pr.name AS role_name, ${ROLES_OF_USER} AS roles, c.version AS current_version
-         FROM cur c LEFT JOIN upd u ON true LEFT JOIN roles pr ON pr.id = u.role_id`,
-      [
-        organizationId,
-        id,
-        fields.first_name,
-        fields.last_name,
-        fields.status,
-        fields.metadata === null ? null : JSON.stringify(fields.metadata),
-        fields.preferences === null ? null : JSON.stringify(fields.preferences),
-        options.expectedVersion ?? null,
-        options.updatedAt,
-        options.eventId,
-      ],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    if (row.id === null) return { written: false, version: row.current_version };
-    const { changed, current_version: _current, ...user } = row;
-    return { written: true, user: user as UserRecord, changed: changed ?? [] };
+  async updateFields(organizationId: string, id: string, fields: UpdatableFields, options: Pick<FieldsUpdate, 'expectedVersion' | 'updatedAt' | 'eventId'>): Promise<FieldsUpdateResult> {
+    const [result] = await this.writeFieldsUpdates([{ organizationId, id, fields, ...options }], { waitForLocks: true });
+    return result ?? undefined;
   }
 
   /**
-   * Several PUT/PATCH /users/{id} without a role change (and without a status that ends sessions)
-   * as one statement: what {@link updateFields} does for one user, for each of `updates`, with one
-   * plan, one round trip and one commit (UserUpdateBatcher gathers them from concurrent requests).
-   * Each update has its own If-Match, timestamp and event id; the results come back in the order of
-   * `updates`. The users must be distinct.
+   * What {@link updateFields} does, for several users in one statement: one plan, one round trip and
+   * one commit (UserUpdateBatcher gathers them from concurrent requests). Each update has its own
+   * If-Match, timestamp and event id; the results come back in the order of `updates`. The users
+   * must be distinct.
    *
    * The statement never waits for a lock: a row that another transaction holds is skipped (SKIP
    * LOCKED), so that one busy user cannot hold up the others, nor the rows this statement has
@@ -466,8 +404,24 @@ export class UsersRepository {
     if (new Set(updates.map((u) => `${u.organizationId}/${u.id}`)).size !== updates.length) {
       throw new Error('updateFieldsBatch: one update per user');
     }
+    return this.writeFieldsUpdates(updates, { waitForLocks: false });
+  }
+
+  /**
+   * The statement behind updateFields and updateFieldsBatch. Its plan is kept small on purpose
+   * (PostgreSQL starts its executor for the whole plan on every call): the locked rows carry only
+   * the columns compared, the changed names are worked out in RETURNING (metadata's by a function
+   * that runs only when metadata is sent), and an unchanged user returns only its version. The
+   * refresh-token revocation is a variant of its own, used only when some update ends sessions:
+   * planned once for all values, a revocation guarded by the status still read refresh_tokens on
+   * every update (a third more PostgreSQL CPU per update, A/B at a million users). Roles are read as
+   * of the statement's start.
+   */
+  private async writeFieldsUpdates(updates: readonly FieldsUpdate[], mode: { waitForLocks: boolean }): Promise<(FieldsUpdateResult | null)[]> {
+    const revokes = updates.some((u) => endsSessions(u.fields.status));
+    const name = `users_update_fields${mode.waitForLocks ? '' : '_skip_locked'}${revokes ? '_ending_sessions' : ''}`;
     const column = <T>(pick: (u: FieldsUpdate) => T) => updates.map(pick);
-    const { rows } = await preparedQuery<UserRecord & { n: string; req_n?: string; changed: string[] | null; current_version: number; event_id?: string }>(this.dataSource, undefined, 'users_update_fields_batch',
+    const { rows } = await preparedQuery<UserRecord & { n: string; req_n?: string; changed: string[] | null; current_version: number; event_id?: string }>(this.dataSource, undefined, name,
       `WITH req AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int[], $9::timestamptz[], $10::text[])
                   WITH ORDINALITY AS r(organization_id, id, first_name, last_name, status, metadata, preferences, expected_version, updated_at, event_id, n)),
@@ -475,7 +429,7 @@ export class UsersRepository {
          SELECT r.n, u.id, u.organization_id, u.version, u.first_name, u.last_name, u.status, u.metadata
            FROM req r JOIN users u ON u.organization_id = r.organization_id AND u.id = r.id
           WHERE u.deleted_at IS NULL
-            FOR NO KEY UPDATE OF u SKIP LOCKED),
+            FOR NO KEY UPDATE OF u${mode.waitForLocks ? '' : ' SKIP LOCKED'}),
        upd AS (
          UPDATE users u
             SET first_name = COALESCE(r.first_name, c.first_name), last_name = COALESCE(r.last_name, c.last_name),
@@ -497,6 +451,7 @@ export class UsersRepository {
                         THEN users_metadata_changed_keys(c.metadata, r.metadata) ELSE '{}'::text[] END
                 || CASE WHEN r.preferences IS NOT NULL THEN ARRAY['preferences'] ELSE '{}'::text[] END AS changed),
        act AS (${MARK_ACTIVE_FROM('upd', 'upd.updated_at')}),
+       ${revokes ? REVOKE_REFRESH_TOKENS_OF('upd', 'upd.updated_at') : ''}
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT upd.event_id, upd.organization_id, 'user.updated',

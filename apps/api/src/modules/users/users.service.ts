@@ -32,7 +32,7 @@ import {
 } from './user-query';
 import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { CredentialTokensRepository } from './credential-tokens.repository';
-import { NewUser, UserRecord, UsersRepository } from './users.repository';
+import { endsSessions, NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
 /** Offset-mode totals are exact, and reused for this long unless this instance changes the org's users. */
@@ -233,7 +233,7 @@ export class UsersService {
     // An update that ends sessions runs alone (its statement also revokes refresh tokens); the
     // others may share a statement with concurrent updates (UserUpdateBatcher).
     const result = await this.writeStatement(organizationId, () =>
-      UsersService.endsSessions(fields.status) ? this.users.updateFields(organizationId, id, fields, update) : this.updates.run(update),
+      endsSessions(fields.status) ? this.users.updateFields(organizationId, id, fields, update) : this.updates.run(update),
     );
     if (!result) throw new AppException('USER_NOT_FOUND', 'User not found');
     if (!result.written) {
@@ -247,7 +247,7 @@ export class UsersService {
     const { user, changed } = result;
     this.transactions.committed();
     // The statement revoked the refresh tokens; access tokens are denied from now on.
-    if (changed.includes('status') && UsersService.endsSessions(user.status)) await this.denylist.revokeSubject(id, organizationId);
+    if (changed.includes('status') && endsSessions(user.status)) await this.denylist.revokeSubject(id, organizationId);
     return user;
   }
 
@@ -308,7 +308,7 @@ export class UsersService {
     let lostPermissions = false;
     const user = await this.write(organizationId, async (manager) => {
       // A new role is held before the user's row, as in changeRoles.
-      if (typeof dto !== 'function' && 'role' in dto && dto.role !== undefined) await this.roles.holdForAssignment(organizationId, [dto.role], manager);
+      if (typeof dto !== 'function' && 'role' in dto && dto.role !== undefined) await this.roles.holdRoles(organizationId, [dto.role], manager);
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.assertIfMatch(current, ifMatch);
@@ -318,7 +318,7 @@ export class UsersService {
       await this.users.update(manager, organizationId, id, changes);
       // In the same transaction as the status, so that no failure after the commit leaves an old
       // session to come back when the user is reactivated.
-      if (UsersService.endsSessions(changes.status)) await this.credentials.revokeUserRefreshTokens(manager, organizationId, id);
+      if (endsSessions(changes.status)) await this.credentials.revokeUserRefreshTokens(manager, organizationId, id);
       await this.users.markActive(manager, organizationId, [id]);
       const updated = (await this.users.findDetailed(organizationId, id, manager))!;
       await this.events.publish(manager, organizationId, 'user.updated', { user: userSnapshot(updated), changes: change.changed });
@@ -332,17 +332,8 @@ export class UsersService {
       }
       return updated;
     });
-    if (lostPermissions || UsersService.endsSessions(changes.status)) await this.denylist.revokeSubject(id, organizationId);
+    if (lostPermissions || endsSessions(changes.status)) await this.denylist.revokeSubject(id, organizationId);
     return user;
-  }
-
-  /**
-   * Whether a user changed to `status` may no longer sign in, and so loses their tokens at once:
-   * access tokens, and the refresh tokens of every session (revoked with the change itself), so that
-   * reactivating them does not bring an old session back.
-   */
-  private static endsSessions(status: unknown): boolean {
-    return status === 'suspended' || status === 'inactive';
   }
 
   /**
@@ -443,7 +434,7 @@ export class UsersService {
       // The roles being assigned are held before the user's row (RoleManagementService.delete holds
       // the role, then its holders' rows): a role deleted meanwhile is 422, never left dangling.
       const roles = assigned.length > 0 ? await this.roles.resolve(organizationId, assigned, 'roles', manager, { lock: true }) : [];
-      if (removed.length > 0) await this.roles.holdForAssignment(organizationId, removed, manager);
+      if (removed.length > 0) await this.roles.holdRoles(organizationId, removed, manager);
       const current = await this.users.findDetailed(organizationId, id, manager, { lock: true });
       if (!current || current.deleted_at) throw new AppException('USER_NOT_FOUND', 'User not found');
       this.assertIfMatch(current, ifMatch);
