@@ -166,6 +166,67 @@ describe('Access control: roles, plans, rate limits (CONTRACT §4, §5)', () => 
     }
   });
 
+  it('a user created with a role while that role is being deleted waits for the deletion, then is 422 INVALID_ROLE (POST /users and bulk)', async () => {
+    const pro = await org('professional');
+    const fleeting = async () =>
+      (await t.http().post('/v2/roles').set(as(pro.token)).send({ name: `fleeting-${Math.random().toString(36).slice(2, 8)}`, permissions: ['user:read'] }).expect(201)).body as { id: string; name: string };
+    // While the deletion holds the role (FOR UPDATE), the create waits for it; once the role is
+    // gone, the create finds no such role.
+    const duringDeletion = async <T>(roleId: string, create: () => Promise<T>): Promise<T> =>
+      whileHeld(t, 'SELECT 1 FROM roles WHERE id = $1 FOR UPDATE', [roleId], async (deleter) => {
+        const pending = create();
+        await untilWaitingForLock(t, '%FOR KEY SHARE%', 'the create');
+        await deleter.query('DELETE FROM roles WHERE id = $1', [roleId]);
+        await deleter.commitTransaction();
+        return pending;
+      });
+    const usersWithEmail = (emails: string[]) => t.sql<{ email: string; role_id: string | null }>('SELECT email, role_id FROM users WHERE email = ANY($1) ORDER BY email', [emails]);
+
+    for (const ref of ['id', 'name'] as const) {
+      const role = await fleeting();
+      const address = email();
+      const res = await duringDeletion(role.id, () => t.http().post('/v2/users').set(as(pro.token)).send({ email: address, first_name: 'Late', last_name: 'Joiner', role: role[ref] }).then((r) => r));
+      expect([res.status, res.body.error?.code]).toEqual([422, 'INVALID_ROLE']);
+      expect(await usersWithEmail([address])).toEqual([]);
+    }
+
+    // Bulk without fail_on_error: the item naming the deleted role fails, the others are created.
+    const role = await fleeting();
+    const [a, b] = [email(), email()];
+    const bulk = await duringDeletion(role.id, () =>
+      t.http().post('/v2/users/bulk').set(as(pro.token)).send({ users: [{ email: a, first_name: 'A', last_name: 'A', role: role.name }, { email: b, first_name: 'B', last_name: 'B' }] }).then((r) => r),
+    );
+    expect(bulk.status).toBe(200);
+    expect(bulk.body.results.map((r: { success: boolean; error?: { code: string } }) => r.error?.code ?? 'created')).toEqual(['INVALID_ROLE', 'created']);
+    expect(bulk.body.summary).toEqual({ total: 2, successful: 1, failed: 1 });
+    expect((await usersWithEmail([a, b])).map((u) => u.email)).toEqual([b]);
+
+    // With fail_on_error: nothing is created.
+    const other = await fleeting();
+    const [c, d] = [email(), email()];
+    const strict = await duringDeletion(other.id, () =>
+      t.http().post('/v2/users/bulk').set(as(pro.token))
+        .send({ users: [{ email: c, first_name: 'C', last_name: 'C' }, { email: d, first_name: 'D', last_name: 'D', role: other.id }], options: { fail_on_error: true } })
+        .then((r) => r),
+    );
+    expect(strict.status).toBe(422);
+    expect(strict.body.results.map((r: { error?: { code: string } }) => r.error?.code)).toEqual(['ROLLED_BACK', 'INVALID_ROLE']);
+    expect(await usersWithEmail([c, d])).toEqual([]);
+    await t.drainEvents();
+    expect(await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.created' AND data->'user'->>'email' = ANY($1)`, [[a, c, d]])).toEqual([]);
+  });
+
+  it('creating users does not lock the built-in roles (every create names one): a create goes through while another transaction holds the default role', async () => {
+    const pro = await org('professional');
+    const [builtIn] = await t.sql<{ id: string }>(`SELECT id FROM roles WHERE organization_id = $1 AND name = 'user'`, [pro.id]);
+    await whileHeld(t, 'SELECT 1 FROM roles WHERE id = $1 FOR UPDATE', [builtIn!.id], async () => {
+      const one = await t.http().post('/v2/users').set(as(pro.token)).send({ email: email(), first_name: 'Free', last_name: 'Flow' });
+      expect([one.status, one.body.role]).toEqual([201, 'user']);
+      const many = await t.http().post('/v2/users/bulk').set(as(pro.token)).send({ users: [{ email: email(), first_name: 'Free', last_name: 'Flow' }] });
+      expect([many.status, many.body.summary.successful]).toEqual([200, 1]);
+    });
+  });
+
   describe('nobody grants what they do not hold', () => {
     let ent: { id: string; token: string };
     const narrowKey = async (scopes: string[]) =>

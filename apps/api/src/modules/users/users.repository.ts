@@ -47,6 +47,22 @@ const SELECT_USER = `
   SELECT u.*, pr.name AS role_name
     FROM users u LEFT JOIN roles pr ON pr.id = u.role_id`;
 
+/** What insertWithEvents did: the users inserted, and the roles (ids) deleted before their users could be. */
+export interface BulkInsertOutcome {
+  inserted: Set<string>;
+  rolesGone: Set<string>;
+}
+
+/**
+ * The custom roles among `roleIds` (an SQL expression giving role ids), held FOR KEY SHARE until
+ * the statement's transaction ends: a role deleted meanwhile is waited for and then not returned,
+ * so a new user never gets a role whose deletion has already collected its holders. Built-in roles
+ * cannot be deleted and are not locked: every create names the default one, and holding it would
+ * make its row a hot spot (each lock rewrites the row's lockers).
+ */
+const HOLD_CUSTOM_ROLES = (organizationId: string, roleIds: string) => `
+  SELECT id FROM roles WHERE organization_id = ${organizationId} AND id IN ${roleIds} AND NOT system FOR KEY SHARE`;
+
 /**
  * Every role of user `u` with its permissions, primary first: for a query that has joined the
  * primary role as `pr`. Only users with extra roles (rows in user_roles) need the function's
@@ -235,8 +251,9 @@ export class UsersRepository {
   /**
    * Inserts users, their monthly-activity rows and their user.created events in one statement (one
    * round trip; atomic by itself, or part of the caller's transaction when `manager` is given).
-   * Users whose email is taken are skipped, and so are their events. `events[i]` belongs to
-   * `users[i]`. Returns the ids inserted.
+   * Users whose email is taken are skipped, and so are their events; so are users whose custom
+   * role was deleted after the caller looked it up (HOLD_CUSTOM_ROLES). `events[i]` belongs to
+   * `users[i]`. Returns the ids inserted and the role ids that were gone.
    */
   async insertWithEvents(
     manager: Queryable | undefined,
@@ -244,8 +261,8 @@ export class UsersRepository {
     users: NewUser[],
     createdAt: Date,
     events: DomainEvent<'user.created'>[],
-  ): Promise<Set<string>> {
-    if (users.length === 0) return new Set();
+  ): Promise<BulkInsertOutcome> {
+    if (users.length === 0) return { inserted: new Set(), rolesGone: new Set() };
     // One JSON document instead of a bind array per column: JSON.stringify and PostgreSQL's JSON
     // parser are native code, pg's array escaping is not.
     const items = users.map((u, n) => ({
@@ -260,16 +277,20 @@ export class UsersRepository {
       event_id: events[n]!.id,
       event: events[n]!.data,
     }));
-    const { rows } = await preparedQuery<{ id: string }>(this.dataSource, manager, 'users_insert_with_events',
+    const { rows } = await preparedQuery<{ id: string; role_gone: boolean }>(this.dataSource, manager, 'users_insert_with_events',
       `WITH t AS MATERIALIZED (
          SELECT * FROM jsonb_to_recordset($2::jsonb) AS t(n int, id text, email text, first_name text, last_name text, role_id text,
                                                           password_hash text, metadata jsonb, event_id text, event jsonb)),
+       held AS (${HOLD_CUSTOM_ROLES('$1', '(SELECT role_id FROM t)')}),
+       kept AS (
+         SELECT id FROM held
+         UNION ALL SELECT id FROM roles WHERE organization_id = $1 AND id IN (SELECT role_id FROM t) AND system),
        ins AS (
          INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
                             password_hash, metadata, created_at, updated_at)
          SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, 'active', false, t.password_hash,
                 COALESCE(t.metadata, '{}'), $3, $3
-           FROM t ORDER BY t.n
+           FROM t WHERE t.role_id IN (SELECT id FROM kept) ORDER BY t.n
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING id, organization_id),
        act AS (${MARK_ACTIVE_FROM('ins', '$3')}),
@@ -277,10 +298,14 @@ export class UsersRepository {
        evt AS (
          INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
          SELECT t.event_id, $1, 'user.created', t.event, $3 FROM t WHERE t.id IN (SELECT id FROM ins) ORDER BY t.n)
-       SELECT id FROM ins`,
+       SELECT id, false AS role_gone FROM ins
+       UNION ALL SELECT DISTINCT role_id, true FROM t WHERE role_id NOT IN (SELECT id FROM kept)`,
       [organizationId, JSON.stringify(items), createdAt],
     );
-    return new Set(rows.map((r) => r.id));
+    return {
+      inserted: new Set(rows.filter((r) => !r.role_gone).map((r) => r.id)),
+      rolesGone: new Set(rows.filter((r) => r.role_gone).map((r) => r.id)),
+    };
   }
 
   /**
@@ -299,9 +324,11 @@ export class UsersRepository {
   ): Promise<{ role: RoleSummary | undefined; user: UserRecord | undefined }> {
     const { rows } = await preparedQuery<UserRecord & { r_id: string; r_name: string; r_display_name: string; r_permissions: string[] }>(
       this.dataSource, manager, 'users_create_one',
-      `WITH r AS (
-         SELECT id, name, display_name, permissions FROM roles
+      `WITH found AS (
+         SELECT id, name, display_name, permissions, system FROM roles
           WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (id = $7) DESC LIMIT 1),
+       held AS (${HOLD_CUSTOM_ROLES('$1', '(SELECT id FROM found)')}),
+       r AS (SELECT id, name, display_name, permissions FROM found WHERE system OR id IN (SELECT id FROM held)),
        ins AS (
          INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
                             password_hash, metadata, created_at, updated_at)

@@ -32,7 +32,7 @@ import {
 } from './user-query';
 import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { CredentialTokensRepository } from './credential-tokens.repository';
-import { endsSessions, NewUser, UserRecord, UsersRepository } from './users.repository';
+import { BulkInsertOutcome, endsSessions, NewUser, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
 /** Offset-mode totals are exact, and reused for this long unless this instance changes the org's users. */
@@ -735,17 +735,20 @@ export class UsersService {
     const users = toInsert.map((t) => t.user);
     // All or nothing: a taken email found by the insert rolls the whole batch back.
     const allOrNothing = async (m: EntityManager) => {
-      const ids = await this.users.insertWithEvents(m, organizationId, users, createdAt, events);
-      if (ids.size < users.length) throw new BulkRollback(ids);
-      return ids;
+      const outcome = await this.users.insertWithEvents(m, organizationId, users, createdAt, events);
+      if (outcome.inserted.size < users.length) throw new BulkRollback(outcome);
+      return outcome;
     };
-    let inserted: Set<string>;
+    // Not inserted: the email was taken, or the role was deleted since it was looked up.
+    const notInserted = (t: (typeof toInsert)[number], outcome: BulkInsertOutcome) =>
+      outcome.rolesGone.has(t.role.id) ? { code: 'INVALID_ROLE', message: `Unknown role: ${t.role.name} (deleted meanwhile)` } : EMAIL_TAKEN;
+    let outcome: BulkInsertOutcome;
     try {
       if (manager) {
         // Already in the active-users transaction: a BulkRollback rolls it back.
-        inserted = await this.writeStatement(organizationId, () => (failOnError ? allOrNothing(manager) : this.users.insertWithEvents(manager, organizationId, users, createdAt, events)));
+        outcome = await this.writeStatement(organizationId, () => (failOnError ? allOrNothing(manager) : this.users.insertWithEvents(manager, organizationId, users, createdAt, events)));
       } else {
-        inserted = failOnError
+        outcome = failOnError
           ? await this.write(organizationId, allOrNothing)
           : // One statement, atomic by itself: users, activity and events, no BEGIN/COMMIT.
             await this.writeStatement(organizationId, () => this.users.insertWithEvents(undefined, organizationId, users, createdAt, events));
@@ -753,15 +756,15 @@ export class UsersService {
     } catch (error) {
       if (!(error instanceof BulkRollback)) throw error;
       for (const t of toInsert) {
-        if (!error.inserted.has(t.user.id)) results[t.index]!.error = EMAIL_TAKEN;
+        if (!error.outcome.inserted.has(t.user.id)) results[t.index]!.error = notInserted(t, error.outcome);
       }
       if (manager) throw new BulkRolledBack(this.bulkRolledBack(results, toInsert.map((t) => t.index)));
       return this.bulkRolledBack(results, toInsert.map((t) => t.index));
     }
-    if (!failOnError && inserted.size > 0) this.transactions.committed();
+    if (!failOnError && outcome.inserted.size > 0) this.transactions.committed();
     toInsert.forEach((t, i) => {
-      if (!inserted.has(t.user.id)) {
-        results[t.index]!.error = EMAIL_TAKEN;
+      if (!outcome.inserted.has(t.user.id)) {
+        results[t.index]!.error = notInserted(t, outcome);
         return;
       }
       const r = records[i]!;
@@ -840,7 +843,7 @@ function newUserRecord(organizationId: string, user: NewUser, createdAt: Date, r
 
 /** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
 class BulkRollback extends Error {
-  constructor(readonly inserted: Set<string>) {
+  constructor(readonly outcome: BulkInsertOutcome) {
     super('bulk rolled back');
   }
 }
