@@ -190,6 +190,16 @@ async function inspectDatabase(client) {
   };
 }
 
+/**
+ * How closely the users table's physical order follows created_at (PostgreSQL's statistics, -1 to
+ * 1). Users made through the API are appended in created_at order, so a healthy table is near 1;
+ * a bench database seeded before session 9 holds its users in random created_at order (near 0).
+ */
+async function createdAtCorrelation(client) {
+  const r = await client.query(`SELECT correlation FROM pg_stats WHERE schemaname = 'public' AND tablename = 'users' AND attname = 'created_at'`);
+  return r.rows.length > 0 && r.rows[0].correlation !== null ? Number(r.rows[0].correlation) : undefined;
+}
+
 /** The seed's rebuilt indexes that are missing (a seed interrupted before it built them again). */
 async function missingSeedIndexes(client) {
   const missing = [];
@@ -204,7 +214,11 @@ async function missingSeedIndexes(client) {
  * Inserts `count` users numbered from `from`, one INSERT … SELECT … FROM generate_series per chunk,
  * with the SEED_REBUILT_INDEXES dropped meanwhile and rebuilt (exactly as their migrations do) at the end.
  * Distributions: names skewed (a few common, many rare), ~90% active, created over the past
- * 2 years, ~70% have logged in.
+ * 2 years, ~70% have logged in. created_at grows with the insertion order (about a minute apart), as
+ * it does for users made through the API (created_at is the time of the insert, never the client's):
+ * a table whose rows were created in random order would be a layout the API cannot produce, and
+ * every walk in created_at order (lists, cursors, search) would read a page per row instead of a
+ * few rows per page.
  */
 async function seedUsers(client, { orgId, roleId, from, count, chunk = 100_000, log }) {
   await client.query(`SET synchronous_commit = off`);
@@ -242,13 +256,13 @@ async function seedUsers(client, { orgId, roleId, from, count, chunk = 100_000, 
                 s.created + (now() - s.created) * s.r9 * s.r9
            FROM (SELECT g.n, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5,
                         random() AS r6, random() AS r7, random() AS r8, random() AS r9,
-                        now() - random() * interval '730 days' AS created
+                        now() - interval '730 days' * (($9::bigint - g.n + random()) / $9::bigint) AS created
                    FROM generate_series($1::bigint, $2::bigint) AS g(n)
                  OFFSET 0) AS s
          RETURNING id, organization_id, last_login, login_count)
          INSERT INTO user_login_sort_keys (user_id, organization_id, last_login, login_count)
          SELECT id, organization_id, COALESCE(last_login, '-infinity'), login_count FROM ins`,
-        [start, end, BENCH_ID_PREFIX, orgId, roleId, FIRST_NAMES, LAST_NAMES, DEPARTMENTS],
+        [start, end, BENCH_ID_PREFIX, orgId, roleId, FIRST_NAMES, LAST_NAMES, DEPARTMENTS, last],
       );
       log(`  inserted users ${start}..${end} in ${formatDuration(Date.now() - began)}`);
     }
@@ -757,6 +771,7 @@ module.exports = {
   runLoad,
   missingSeedIndexes,
   seedUsers,
+  createdAtCorrelation,
   settle,
   sleep,
   startServer,
