@@ -15,6 +15,8 @@ export interface AppConfig {
   searchIndexCleanupIntervalMs: number;
   /** How many shared update statements (PUT/PATCH /users/{id}) may run at once (0: each update runs alone). */
   usersUpdateBatchInFlight: number;
+  /** How many shared create statements (POST /users) may run at once (0: each create runs alone). */
+  usersCreateBatchInFlight: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -124,6 +126,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     searchStatsRefreshSeconds: int('SEARCH_STATS_REFRESH_SECONDS', 600, 0, 86_400),
     searchIndexCleanupIntervalMs: int('SEARCH_INDEX_CLEANUP_INTERVAL_MS', 2000, 0, 600_000),
     usersUpdateBatchInFlight: int('USERS_UPDATE_BATCH_IN_FLIGHT', 4, 0, 200),
+    usersCreateBatchInFlight: int('USERS_CREATE_BATCH_IN_FLIGHT', 4, 0, 200),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     redisKeyPrefix: str('REDIS_KEY_PREFIX') ?? 'um:',
     logLevel: logLevel as AppConfig['logLevel'],

@@ -14,6 +14,7 @@ import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import { UserLoginService } from './user-login.service';
 import { UserUpdateBatcher } from './user-update-batcher';
+import { UserCreateBatcher } from './user-create-batcher';
 import { UsersController } from './users.controller';
 import { UsersRepository } from './users.repository';
 import { UsersService } from './users.service';
@@ -26,7 +27,7 @@ import { UsersService } from './users.service';
     OrganizationsModule,
   ],
   controllers: [UsersController],
-  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup, CredentialTokensCleanup, UserUpdateBatcher],
+  providers: [UsersRepository, CredentialTokensRepository, UsersService, UserLoginService, AccountTokensService, PasswordHasher, SearchTrigramStats, SearchIndexCleanup, CredentialTokensCleanup, UserUpdateBatcher, UserCreateBatcher],
   exports: [UsersService, UserLoginService, UsersRepository, AccountTokensService, SearchTrigramStats],
 })
 export class UsersModule {}

@@ -41,6 +41,23 @@ export interface NewUser {
   metadata: Record<string, unknown>;
 }
 
+/** One POST /users for {@link UsersRepository.createOne} or {@link UsersRepository.createMany}. */
+export interface UserCreate {
+  organizationId: string;
+  user: NewUser;
+  /** The role's id or name. */
+  roleRef: string;
+  createdAt: Date;
+  /** Its user.created event; `user.role` is filled in from the role found. */
+  event: DomainEvent<'user.created'>;
+}
+
+/** `role` is undefined when no such role exists; `user` when the email is taken. */
+export interface UserCreateResult {
+  role: RoleSummary | undefined;
+  user: UserRecord | undefined;
+}
+
 type Queryable = Pick<EntityManager, 'query'>;
 
 const SELECT_USER = `
@@ -314,14 +331,7 @@ export class UsersRepository {
    * active this month and writes the user.created event to the outbox (its `user.role` filled in
    * from the role found), all or nothing. `role` is undefined when no such role exists; `user` when the email is taken.
    */
-  async createOne(
-    organizationId: string,
-    user: NewUser,
-    roleRef: string,
-    createdAt: Date,
-    event: DomainEvent<'user.created'>,
-    manager?: Queryable,
-  ): Promise<{ role: RoleSummary | undefined; user: UserRecord | undefined }> {
+  async createOne({ organizationId, user, roleRef, createdAt, event }: UserCreate, manager?: Queryable): Promise<UserCreateResult> {
     const { rows } = await preparedQuery<UserRecord & { r_id: string; r_name: string; r_display_name: string; r_permissions: string[] }>(
       this.dataSource, manager, 'users_create_one',
       `WITH found AS (
@@ -361,6 +371,71 @@ export class UsersRepository {
     const { r_id, r_name, r_display_name, r_permissions, ...inserted } = row;
     const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
     return { role, user: inserted.id === null ? undefined : (inserted as UserRecord) };
+  }
+
+  /**
+   * What {@link createOne} does, for several creates in one statement: one plan, one round trip and
+   * one commit (UserCreateBatcher gathers them from concurrent requests, of any organizations). Each
+   * create has its own role, timestamp and event; the results come back in the order of `creates`.
+   * Two creates of one email: the first is made, the second finds the email taken.
+   *
+   * A custom role that another transaction holds (its deletion, or an update of the role) is not
+   * waited for (SKIP LOCKED): that create's result is `null`; run it alone with {@link createOne}.
+   * Like any insert, the statement does wait for another transaction that is inserting the same
+   * email, to learn whether it is taken.
+   */
+  async createMany(creates: readonly UserCreate[]): Promise<(UserCreateResult | null)[]> {
+    const items = creates.map((c, n) => ({
+      n,
+      organization_id: c.organizationId,
+      id: c.user.id,
+      email: c.user.email,
+      first_name: c.user.firstName,
+      last_name: c.user.lastName,
+      role_ref: c.roleRef,
+      password_hash: c.user.passwordHash,
+      metadata: c.user.metadata,
+      created_at: c.createdAt.toISOString(),
+      event_id: c.event.id,
+      event: c.event.data,
+    }));
+    const { rows } = await preparedQuery<UserRecord & { n: number; role_found: boolean; r_id: string | null; r_name: string; r_display_name: string; r_permissions: string[] }>(
+      this.dataSource, undefined, 'users_create_many',
+      `WITH t AS MATERIALIZED (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(n int, organization_id text, id text, email text, first_name text, last_name text,
+                                                          role_ref text, password_hash text, metadata jsonb, created_at timestamptz, event_id text, event jsonb)),
+       found AS MATERIALIZED (
+         SELECT DISTINCT ON (t.n) t.n, ro.id, ro.name, ro.display_name, ro.permissions, ro.system
+           FROM t JOIN roles ro ON ro.organization_id = t.organization_id AND (ro.name = t.role_ref OR ro.id = t.role_ref)
+          ORDER BY t.n, (ro.id = t.role_ref) DESC),
+       held AS (SELECT id FROM roles WHERE id IN (SELECT id FROM found WHERE NOT system) FOR KEY SHARE SKIP LOCKED),
+       r AS (SELECT * FROM found WHERE system OR id IN (SELECT id FROM held)),
+       ins AS (
+         INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
+                            password_hash, metadata, created_at, updated_at)
+         SELECT t.id, t.organization_id, t.email, lower(t.email), t.first_name, t.last_name, r.id, 'active', false, t.password_hash,
+                COALESCE(t.metadata, '{}'), t.created_at, t.created_at
+           FROM t JOIN r ON r.n = t.n ORDER BY t.n
+         ON CONFLICT (organization_id, email_lower) DO NOTHING
+         RETURNING *),
+       act AS (${MARK_ACTIVE_FROM('ins', 'created_at')}),
+       keys AS (${LOGIN_SORT_KEYS_FROM('ins')}),
+       evt AS (
+         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
+         SELECT t.event_id, ins.organization_id, 'user.created', jsonb_set(t.event, '{user,role}', to_jsonb(r.name)), t.created_at
+           FROM ins JOIN t ON t.id = ins.id JOIN r ON r.n = t.n ORDER BY t.n)
+       SELECT t.n, f.n IS NOT NULL AS role_found, r.id AS r_id, r.name AS r_name, r.display_name AS r_display_name, r.permissions AS r_permissions, ins.*
+         FROM t LEFT JOIN found f ON f.n = t.n LEFT JOIN r ON r.n = t.n LEFT JOIN ins ON ins.id = t.id
+        ORDER BY t.n`,
+      [JSON.stringify(items)],
+    );
+    return rows.map(({ n: _n, role_found, r_id, r_name, r_display_name, r_permissions, ...inserted }) => {
+      if (!role_found) return { role: undefined, user: undefined };
+      // The role is held by another transaction: made alone, that create waits for it.
+      if (r_id === null) return null;
+      const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
+      return { role, user: inserted.id === null ? undefined : (inserted as UserRecord) };
+    });
   }
 
   /** The emails lower-cased by PostgreSQL, as the unique index on email_lower compares them, in order. */

@@ -17,6 +17,7 @@ import { PasswordHasher } from './password-hasher';
 import { SearchIndexCleanup } from './search-index-cleanup.service';
 import { SearchTrigramStats } from './search-trigram-stats.service';
 import { UserUpdateBatcher } from './user-update-batcher';
+import { UserCreateBatcher } from './user-create-batcher';
 import {
   keysetCondition,
   orderBy,
@@ -32,7 +33,7 @@ import {
 } from './user-query';
 import { mapUserSummary, projectUser, userSnapshot } from './users.mapper';
 import { CredentialTokensRepository } from './credential-tokens.repository';
-import { BulkInsertOutcome, endsSessions, NewUser, UserRecord, UsersRepository } from './users.repository';
+import { BulkInsertOutcome, endsSessions, NewUser, UserCreate, UserRecord, UsersRepository } from './users.repository';
 
 const USER_ID = /^user_[a-z0-9]{1,64}$/;
 /** Offset-mode totals are exact, and reused for this long unless this instance changes the org's users. */
@@ -132,6 +133,7 @@ export class UsersService {
     private readonly searchTrigrams: SearchTrigramStats,
     private readonly searchIndexCleanup: SearchIndexCleanup,
     private readonly updates: UserUpdateBatcher,
+    private readonly creates: UserCreateBatcher,
     @Inject(MasterKeyService) masterKey: MasterKeyService,
   ) {
     this.cursors = new CursorCodec(masterKey.key('cursor-signing'));
@@ -191,7 +193,10 @@ export class UsersService {
       { user: userSnapshot(newUserRecord(organizationId, newUser, createdAt)), send_welcome_email: dto.send_welcome_email ?? false },
       createdAt,
     );
-    const { role, user } = await this.writeStatement(organizationId, () => this.users.createOne(organizationId, newUser, roleRef, createdAt, event, manager));
+    const create: UserCreate = { organizationId, user: newUser, roleRef, createdAt, event };
+    // In the monthly-active-users limit's transaction, alone; otherwise it may share a statement
+    // with concurrent creates (UserCreateBatcher).
+    const { role, user } = await this.writeStatement(organizationId, () => (manager ? this.users.createOne(create, manager) : this.creates.run(create)));
     if (!role) throw RolesService.unknownRoles([roleRef], 'role');
     if (!user) throw new AppException('USER_ALREADY_EXISTS', 'A user with this email already exists');
     this.transactions.committed();
