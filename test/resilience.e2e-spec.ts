@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withoutStatementTimeout } from '@app/database';
-import { bootstrapToken, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp } from '@app/testing';
+import { bootstrapToken, createTestApp, createTestDatabase, startApiProcess, TEST_BOOTSTRAP_KEY, TestApp, untilWaitingForLock } from '@app/testing';
 import { MigrationInterface, QueryRunner } from 'typeorm';
 
 describe('Resilience and hygiene', () => {
@@ -70,6 +70,65 @@ describe('Resilience and hygiene', () => {
       const exempt = new Exempt();
       expect(exempt.name).toBe('SlowStep1764239999999');
       expect(await run(exempt)).toBe('done');
+    });
+
+    it('a request that PostgreSQL aborts to break a deadlock is 503 SERVICE_UNAVAILABLE with Retry-After, and wrote nothing', async () => {
+      const auth = { Authorization: `Bearer ${token}` };
+      const probe = await t.http().post('/v2/users').set(auth).send({ email: 'deadlock-probe@example.com', first_name: 'Probe', last_name: 'User' }).expect(201);
+      const [{ organization_id: orgId }] = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [probe.body.id])) as [{ organization_id: string }];
+      const [x, y] = ['deadlock-a@example.com', 'deadlock-b@example.com'];
+      const insertUser = (q: QueryRunner, id: string, email: string) =>
+        q.query(`INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name) VALUES ($1, $2, $3, lower($3), 'Other', 'Writer')`, [id, orgId, email]);
+      // Another transaction inserts the second email; the bulk inserts the first, then waits for the
+      // second; the other transaction then inserts the first: a deadlock, which PostgreSQL breaks by
+      // aborting the bulk (it has waited longer).
+      const other = t.dataSource.createQueryRunner();
+      await other.connect();
+      await other.startTransaction();
+      try {
+        await insertUser(other, 'user_deadlockother2', y);
+        const bulk = t.http().post('/v2/users/bulk').set(auth).send({ users: [{ email: x, first_name: 'A', last_name: 'A' }, { email: y, first_name: 'B', last_name: 'B' }] }).then((r) => r);
+        await untilWaitingForLock(t, '%jsonb_to_recordset%', 'the bulk');
+        const otherInsert = insertUser(other, 'user_deadlockother1', x).then(() => 'inserted', (e: { code?: string }) => e.code);
+        const res = await bulk;
+        expect({ status: res.status, code: res.body.error?.code, retryAfter: res.headers['retry-after'] }).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE', retryAfter: '1' });
+        expect(res.body.error.message).toContain('deadlock');
+        expect(await otherInsert).toBe('inserted');
+      } finally {
+        await other.rollbackTransaction();
+        await other.release();
+      }
+      expect(await t.sql('SELECT 1 FROM users WHERE email_lower = ANY($1)', [[x, y]])).toEqual([]);
+      expect(await t.sql(`SELECT 1 FROM outbox_events WHERE type = 'user.created' AND data->'user'->>'email' = ANY($1)`, [[x, y]])).toEqual([]);
+      // The same bulk, retried, goes through.
+      const retried = await t.http().post('/v2/users/bulk').set(auth).send({ users: [{ email: x, first_name: 'A', last_name: 'A' }, { email: y, first_name: 'B', last_name: 'B' }] });
+      expect([retried.status, retried.body.summary.successful]).toEqual([200, 2]);
+    });
+
+    it('a bulk inserts its emails in one order (the unique index\'s), so writers inserting the same emails wait for each other instead of deadlocking', async () => {
+      const auth = { Authorization: `Bearer ${token}` };
+      const probe = await t.http().post('/v2/users').set(auth).send({ email: 'order-probe@example.com', first_name: 'Probe', last_name: 'User' }).expect(201);
+      const [{ organization_id: orgId }] = (await t.sql<{ organization_id: string }>('SELECT organization_id FROM users WHERE id = $1', [probe.body.id])) as [{ organization_id: string }];
+      const [first, second] = ['order-a@example.com', 'order-b@example.com'];
+      const other = t.dataSource.createQueryRunner();
+      await other.connect();
+      await other.startTransaction();
+      try {
+        const insertUser = (id: string, email: string) =>
+          other.query(`INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name) VALUES ($1, $2, $3, lower($3), 'Other', 'Writer')`, [id, orgId, email]);
+        await insertUser('user_orderother1', first);
+        // Sent in the other order: the bulk still starts with the first email, and waits there
+        // before it has written the second, which the other transaction can then take at once.
+        const bulk = t.http().post('/v2/users/bulk').set(auth).send({ users: [{ email: second, first_name: 'B', last_name: 'B' }, { email: first.toUpperCase(), first_name: 'A', last_name: 'A' }] }).then((r) => r);
+        await untilWaitingForLock(t, '%jsonb_to_recordset%', 'the bulk');
+        await insertUser('user_orderother2', second);
+        await other.rollbackTransaction();
+        const res = await bulk;
+        expect([res.status, res.body.summary]).toEqual([200, { total: 2, successful: 2, failed: 0 }]);
+      } finally {
+        if (other.isTransactionActive) await other.rollbackTransaction();
+        await other.release();
+      }
     });
 
     it('a statement that runs too long is cancelled: 503 SERVICE_UNAVAILABLE, nothing written, the API keeps serving', async () => {

@@ -76,7 +76,7 @@ export function setupOpenApi(app: NestFastifyApplication, config: AppConfig): vo
         { status: 422, description: 'VALIDATION_ERROR (body), INVALID_ROLE, IDEMPOTENCY_KEY_REUSED, INVALID_WEBHOOK_URL', schema: ERROR_SCHEMA },
         { status: 429, description: 'RATE_LIMIT_EXCEEDED or ACCOUNT_LOCKED, with Retry-After and error.retry_after', schema: ERROR_SCHEMA },
         { status: 500, description: 'INTERNAL_ERROR (no internals; quote request_id)', schema: ERROR_SCHEMA },
-        { status: 503, description: 'SERVICE_UNAVAILABLE: the database did not finish in DATABASE_STATEMENT_TIMEOUT_MS; the cancelled step changed nothing', schema: ERROR_SCHEMA },
+        { status: 503, description: 'SERVICE_UNAVAILABLE: the database did not finish in DATABASE_STATEMENT_TIMEOUT_MS, or aborted the request to break a deadlock with a concurrent one (then with Retry-After: 1); either way it changed nothing, and a retry may succeed', schema: ERROR_SCHEMA },
       )
       .build(),
   );

@@ -65,6 +65,11 @@ export function renderError(exception: unknown, requestId: string): RenderedErro
     status = 503;
     code = 'SERVICE_UNAVAILABLE';
     message = 'The database did not finish this request in time (DATABASE_STATEMENT_TIMEOUT_MS); the step it cancelled changed nothing. Retry, or narrow the query';
+  } else if (isConcurrencyAbort(exception)) {
+    status = 503;
+    code = 'SERVICE_UNAVAILABLE';
+    message = 'The database aborted this request to resolve a conflict with a concurrent one (a deadlock); nothing of it was written. Retry';
+    retryAfter = 1;
   } else if (exception instanceof HttpException) {
     status = exception.getStatus();
     code = STATUS_FALLBACK[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'MALFORMED_REQUEST');
@@ -104,6 +109,17 @@ function isStatementTimeout(value: unknown): boolean {
   if (!(value instanceof Error)) return false;
   const withCode = value as Error & { code?: unknown; driverError?: { code?: unknown } };
   return withCode.code === '57014' || withCode.driverError?.code === '57014';
+}
+
+/**
+ * PostgreSQL aborted the transaction to break a deadlock (SQLSTATE 40P01) or a serialization
+ * conflict (40001): it wrote nothing, and the same request may succeed when retried.
+ */
+function isConcurrencyAbort(value: unknown): boolean {
+  if (!(value instanceof Error)) return false;
+  const withCode = value as Error & { code?: unknown; driverError?: { code?: unknown } };
+  const code = withCode.code ?? withCode.driverError?.code;
+  return code === '40P01' || code === '40001';
 }
 
 function isFastifyError(value: unknown): value is FastifyLikeError {

@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { Logger, OnApplicationShutdown } from '@nestjs/common';
 
 /** How a SharedStatements makes its requests. */
 export interface SharedStatementsOptions<Req, Res> {
@@ -46,8 +46,11 @@ interface Waiting<Req, Res> {
  * failure is never another's. If the connection is lost, the statement may have committed: its
  * requests fail and nothing is made again. Each statement commits on its own: a request is
  * answered after its write committed, and every request is answered exactly once.
+ *
+ * A batcher is a provider that extends this class with its statements (UserUpdateBatcher,
+ * UserCreateBatcher); at shutdown it logs what it ran.
  */
-export class SharedStatements<Req, Res> {
+export class SharedStatements<Req, Res> implements OnApplicationShutdown {
   private readonly logger: Logger;
   private readonly queue: Waiting<Req, Res>[] = [];
   private running = 0;
@@ -66,6 +69,10 @@ export class SharedStatements<Req, Res> {
   /** Requests waiting for a statement. */
   get queued(): number {
     return this.queue.length;
+  }
+
+  onApplicationShutdown(): void {
+    if (this.stats.statements > 0) this.logger.log({ ...this.stats }, `${this.options.what} statements run by this process`);
   }
 
   /** Makes `request` (with others, or alone) and resolves with its own result. */

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { UserCreate, UserCreateResult, UsersRepository } from './users.repository';
 import { SharedStatements } from './shared-statements';
@@ -15,36 +15,14 @@ export const MAX_CREATES_PER_STATEMENT = 64;
  * that limit's transaction and never come here.
  */
 @Injectable()
-export class UserCreateBatcher implements OnApplicationShutdown {
-  private readonly logger = new Logger(UserCreateBatcher.name);
-  private readonly statements: SharedStatements<UserCreate, UserCreateResult>;
-
+export class UserCreateBatcher extends SharedStatements<UserCreate, UserCreateResult> {
   constructor(users: UsersRepository, @Inject(APP_CONFIG) config: AppConfig) {
-    this.statements = new SharedStatements({
+    super({
       what: 'create',
       inFlight: config.usersCreateBatchInFlight,
       maxPerStatement: MAX_CREATES_PER_STATEMENT,
       shared: (creates) => users.createMany(creates),
       alone: (create) => users.createOne(create),
     });
-  }
-
-  /** Statements run, creates they carried, the most in one, and creates made alone after a shared statement. */
-  get stats() {
-    return this.statements.stats;
-  }
-
-  /** Creates waiting for a statement. */
-  get queued(): number {
-    return this.statements.queued;
-  }
-
-  /** Makes `create` (with others, or alone) and resolves with its own result. */
-  run(create: UserCreate): Promise<UserCreateResult> {
-    return this.statements.run(create);
-  }
-
-  onApplicationShutdown(): void {
-    if (this.stats.statements > 0) this.logger.log({ ...this.stats }, 'User create statements run by this process');
   }
 }

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { FieldsUpdate, FieldsUpdateResult, UsersRepository } from './users.repository';
 import { SharedStatements } from './shared-statements';
@@ -18,12 +18,9 @@ export const MAX_UPDATES_PER_STATEMENT = 64;
  * shared.
  */
 @Injectable()
-export class UserUpdateBatcher implements OnApplicationShutdown {
-  private readonly logger = new Logger(UserUpdateBatcher.name);
-  private readonly statements: SharedStatements<FieldsUpdate, FieldsUpdateResult>;
-
+export class UserUpdateBatcher extends SharedStatements<FieldsUpdate, FieldsUpdateResult> {
   constructor(users: UsersRepository, @Inject(APP_CONFIG) config: AppConfig) {
-    this.statements = new SharedStatements({
+    super({
       what: 'update',
       inFlight: config.usersUpdateBatchInFlight,
       maxPerStatement: MAX_UPDATES_PER_STATEMENT,
@@ -31,24 +28,5 @@ export class UserUpdateBatcher implements OnApplicationShutdown {
       shared: (updates) => users.updateFieldsBatch(updates),
       alone: (update) => users.updateFields(update.organizationId, update.id, update.fields, update),
     });
-  }
-
-  /** Statements run, updates they carried, the most in one, and updates made alone after a shared statement. */
-  get stats() {
-    return this.statements.stats;
-  }
-
-  /** Updates waiting for a statement. */
-  get queued(): number {
-    return this.statements.queued;
-  }
-
-  /** Makes `update` (with others, or alone) and resolves with its own result. */
-  run(update: FieldsUpdate): Promise<FieldsUpdateResult> {
-    return this.statements.run(update);
-  }
-
-  onApplicationShutdown(): void {
-    if (this.stats.statements > 0) this.logger.log({ ...this.stats }, 'User update statements run by this process');
   }
 }

@@ -64,6 +64,14 @@ const SELECT_USER = `
   SELECT u.*, pr.name AS role_name
     FROM users u LEFT JOIN roles pr ON pr.id = u.role_id`;
 
+/**
+ * The order in which a statement inserts its users (`t`: their rows, with the request order `n`):
+ * by the unique index's key (email, then organization when the rows name theirs), so that two
+ * statements inserting the same emails wait for each other in one order and never deadlock; of one
+ * email twice, the first sent is made.
+ */
+const insertOrder = (organizationColumn?: string) => `lower(t.email), ${organizationColumn ? `${organizationColumn}, ` : ''}t.n`;
+
 /** What insertWithEvents did: the users inserted, and the roles (ids) deleted before their users could be. */
 export interface BulkInsertOutcome {
   inserted: Set<string>;
@@ -71,14 +79,15 @@ export interface BulkInsertOutcome {
 }
 
 /**
- * The custom roles among `roleIds` (an SQL expression giving role ids), held FOR KEY SHARE until
- * the statement's transaction ends: a role deleted meanwhile is waited for and then not returned,
+ * The custom roles among `roleIds` (an SQL expression giving ids of roles already found in the
+ * organization), held FOR KEY SHARE until the statement's transaction ends: a role deleted meanwhile
+ * is waited for and then not returned (with `skipLocked`, a role held elsewhere is left out at once),
  * so a new user never gets a role whose deletion has already collected its holders. Built-in roles
  * cannot be deleted and are not locked: every create names the default one, and holding it would
  * make its row a hot spot (each lock rewrites the row's lockers).
  */
-const HOLD_CUSTOM_ROLES = (organizationId: string, roleIds: string) => `
-  SELECT id FROM roles WHERE organization_id = ${organizationId} AND id IN ${roleIds} AND NOT system FOR KEY SHARE`;
+const HOLD_CUSTOM_ROLES = (roleIds: string, options: { skipLocked: boolean }) => `
+  SELECT id FROM roles WHERE id IN ${roleIds} AND NOT system FOR KEY SHARE${options.skipLocked ? ' SKIP LOCKED' : ''}`;
 
 /**
  * Every role of user `u` with its permissions, primary first: for a query that has joined the
@@ -298,7 +307,7 @@ export class UsersRepository {
       `WITH t AS MATERIALIZED (
          SELECT * FROM jsonb_to_recordset($2::jsonb) AS t(n int, id text, email text, first_name text, last_name text, role_id text,
                                                           password_hash text, metadata jsonb, event_id text, event jsonb)),
-       held AS (${HOLD_CUSTOM_ROLES('$1', '(SELECT role_id FROM t)')}),
+       held AS (${HOLD_CUSTOM_ROLES('(SELECT role_id FROM t)', { skipLocked: false })}),
        kept AS (
          SELECT id FROM held
          UNION ALL SELECT id FROM roles WHERE organization_id = $1 AND id IN (SELECT role_id FROM t) AND system),
@@ -307,7 +316,7 @@ export class UsersRepository {
                             password_hash, metadata, created_at, updated_at)
          SELECT t.id, $1, t.email, lower(t.email), t.first_name, t.last_name, t.role_id, 'active', false, t.password_hash,
                 COALESCE(t.metadata, '{}'), $3, $3
-           FROM t WHERE t.role_id IN (SELECT id FROM kept) ORDER BY t.n
+           FROM t WHERE t.role_id IN (SELECT id FROM kept) ORDER BY ${insertOrder()}
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING id, organization_id),
        act AS (${MARK_ACTIVE_FROM('ins', '$3')}),
@@ -329,48 +338,13 @@ export class UsersRepository {
    * POST /users as one statement, so one round trip and no BEGIN/COMMIT: resolves the role (by id,
    * else name, as RolesService.resolve), inserts the user unless the email is taken, counts them
    * active this month and writes the user.created event to the outbox (its `user.role` filled in
-   * from the role found), all or nothing. `role` is undefined when no such role exists; `user` when the email is taken.
+   * from the role found), all or nothing. A custom role that another transaction holds (its
+   * deletion) is waited for. `role` is undefined when no such role exists (or it was deleted
+   * meanwhile); `user` when the email is taken.
    */
-  async createOne({ organizationId, user, roleRef, createdAt, event }: UserCreate, manager?: Queryable): Promise<UserCreateResult> {
-    const { rows } = await preparedQuery<UserRecord & { r_id: string; r_name: string; r_display_name: string; r_permissions: string[] }>(
-      this.dataSource, manager, 'users_create_one',
-      `WITH found AS (
-         SELECT id, name, display_name, permissions, system FROM roles
-          WHERE organization_id = $1 AND (name = $7 OR id = $7) ORDER BY (id = $7) DESC LIMIT 1),
-       held AS (${HOLD_CUSTOM_ROLES('$1', '(SELECT id FROM found)')}),
-       r AS (SELECT id, name, display_name, permissions FROM found WHERE system OR id IN (SELECT id FROM held)),
-       ins AS (
-         INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
-                            password_hash, metadata, created_at, updated_at)
-         SELECT $2, $1, $3, lower($3), $4, $5, r.id, 'active', false, $6, $8::jsonb, $9, $9 FROM r
-         ON CONFLICT (organization_id, email_lower) DO NOTHING
-         RETURNING *),
-       act AS (${MARK_ACTIVE_FROM('ins', '$9')}),
-       keys AS (${LOGIN_SORT_KEYS_FROM('ins')}),
-       evt AS (
-         INSERT INTO outbox_events (id, organization_id, type, data, occurred_at)
-         SELECT $10, ins.organization_id, 'user.created', jsonb_set($11::jsonb, '{user,role}', to_jsonb(r.name)), $9 FROM ins, r)
-       SELECT r.id AS r_id, r.name AS r_name, r.display_name AS r_display_name, r.permissions AS r_permissions, ins.*
-         FROM r LEFT JOIN ins ON true`,
-      [
-        organizationId,
-        user.id,
-        user.email,
-        user.firstName,
-        user.lastName,
-        user.passwordHash,
-        roleRef,
-        JSON.stringify(user.metadata),
-        createdAt,
-        event.id,
-        JSON.stringify(event.data),
-      ],
-    );
-    const row = rows[0];
-    if (!row) return { role: undefined, user: undefined };
-    const { r_id, r_name, r_display_name, r_permissions, ...inserted } = row;
-    const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
-    return { role, user: inserted.id === null ? undefined : (inserted as UserRecord) };
+  async createOne(create: UserCreate, manager?: Queryable): Promise<UserCreateResult> {
+    const [result] = await this.writeCreates([create], { waitForRoles: true, manager });
+    return result ?? { role: undefined, user: undefined };
   }
 
   /**
@@ -384,7 +358,15 @@ export class UsersRepository {
    * Like any insert, the statement does wait for another transaction that is inserting the same
    * email, to learn whether it is taken.
    */
-  async createMany(creates: readonly UserCreate[]): Promise<(UserCreateResult | null)[]> {
+  createMany(creates: readonly UserCreate[]): Promise<(UserCreateResult | null)[]> {
+    return this.writeCreates(creates, { waitForRoles: false });
+  }
+
+  /**
+   * The one statement behind createOne and createMany. A custom role held elsewhere is waited for
+   * (`waitForRoles`; if it is then gone, the create finds no role) or skipped (its result is null).
+   */
+  private async writeCreates(creates: readonly UserCreate[], options: { waitForRoles: boolean; manager?: Queryable }): Promise<(UserCreateResult | null)[]> {
     const items = creates.map((c, n) => ({
       n,
       organization_id: c.organizationId,
@@ -400,7 +382,7 @@ export class UsersRepository {
       event: c.event.data,
     }));
     const { rows } = await preparedQuery<UserRecord & { n: number; role_found: boolean; r_id: string | null; r_name: string; r_display_name: string; r_permissions: string[] }>(
-      this.dataSource, undefined, 'users_create_many',
+      this.dataSource, options.manager, options.waitForRoles ? 'users_create' : 'users_create_skip_locked',
       `WITH t AS MATERIALIZED (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(n int, organization_id text, id text, email text, first_name text, last_name text,
                                                           role_ref text, password_hash text, metadata jsonb, created_at timestamptz, event_id text, event jsonb)),
@@ -408,14 +390,14 @@ export class UsersRepository {
          SELECT DISTINCT ON (t.n) t.n, ro.id, ro.name, ro.display_name, ro.permissions, ro.system
            FROM t JOIN roles ro ON ro.organization_id = t.organization_id AND (ro.name = t.role_ref OR ro.id = t.role_ref)
           ORDER BY t.n, (ro.id = t.role_ref) DESC),
-       held AS (SELECT id FROM roles WHERE id IN (SELECT id FROM found WHERE NOT system) FOR KEY SHARE SKIP LOCKED),
+       held AS (${HOLD_CUSTOM_ROLES('(SELECT id FROM found)', { skipLocked: !options.waitForRoles })}),
        r AS (SELECT * FROM found WHERE system OR id IN (SELECT id FROM held)),
        ins AS (
          INSERT INTO users (id, organization_id, email, email_lower, first_name, last_name, role_id, status, email_verified,
                             password_hash, metadata, created_at, updated_at)
          SELECT t.id, t.organization_id, t.email, lower(t.email), t.first_name, t.last_name, r.id, 'active', false, t.password_hash,
                 COALESCE(t.metadata, '{}'), t.created_at, t.created_at
-           FROM t JOIN r ON r.n = t.n ORDER BY t.n
+           FROM t JOIN r ON r.n = t.n ORDER BY ${insertOrder('t.organization_id')}
          ON CONFLICT (organization_id, email_lower) DO NOTHING
          RETURNING *),
        act AS (${MARK_ACTIVE_FROM('ins', 'created_at')}),
@@ -430,7 +412,8 @@ export class UsersRepository {
       [JSON.stringify(items)],
     );
     return rows.map(({ n: _n, role_found, r_id, r_name, r_display_name, r_permissions, ...inserted }) => {
-      if (!role_found) return { role: undefined, user: undefined };
+      // No such role; or, having waited for it, its deletion.
+      if (!role_found || (r_id === null && options.waitForRoles)) return { role: undefined, user: undefined };
       // The role is held by another transaction: made alone, that create waits for it.
       if (r_id === null) return null;
       const role: RoleSummary = { id: r_id, name: r_name, display_name: r_display_name, permissions: r_permissions };
