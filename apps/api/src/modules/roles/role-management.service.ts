@@ -95,16 +95,18 @@ export class RoleManagementService {
       const before = [...(await this.users.findManyDetailed(organizationId, holders, manager)).values()];
       await this.roles.delete(manager, organizationId, id, holders);
       const after = await this.users.findManyDetailed(organizationId, holders, manager);
-      for (const previous of before) {
+      // One statement for every holder's event: the role (and so its creates and assignments)
+      // is held for as short a time as a deletion can be.
+      await this.events.publishMany(
+        manager,
+        organizationId,
+        'user.role_changed',
         // A holder deleted for good meanwhile (its own user.deleted tells) has no role change to report.
-        const updated = after.get(previous.id);
-        if (!updated) continue;
-        await this.events.publish(manager, organizationId, 'user.role_changed', {
-          user: userSnapshot(updated),
-          previous_roles: (previous.roles ?? []).map((r) => r.name),
-          roles: (updated.roles ?? []).map((r) => r.name),
-        });
-      }
+        before.flatMap((previous) => {
+          const updated = after.get(previous.id);
+          return updated ? [{ user: userSnapshot(updated), previous_roles: (previous.roles ?? []).map((r) => r.name), roles: (updated.roles ?? []).map((r) => r.name) }] : [];
+        }),
+      );
       return holders;
     });
     // Its holders' access tokens carried its permissions: they stop now (a refresh or sign-in gives the new ones).
