@@ -171,8 +171,9 @@ export class UsersService {
   }
 
   /**
-   * One round trip to the database (UsersRepository.createOne): the role check, the insert, the
-   * monthly-activity row and the outbox event are one statement, atomic without BEGIN/COMMIT.
+   * One round trip to the database (UsersRepository.createOne, or createMany shared with concurrent
+   * creates through UserCreateBatcher): the role check, the insert, the monthly-activity row and
+   * the outbox event are one statement, atomic without BEGIN/COMMIT.
    */
   async create(organizationId: string, dto: CreateUserDto): Promise<UserRecord> {
     const roleRef = dto.role ?? DEFAULT_ROLE_NAME;
@@ -846,7 +847,7 @@ function newUserRecord(organizationId: string, user: NewUser, createdAt: Date, r
   };
 }
 
-/** A fail_on_error batch met a taken email: roll back; `inserted` are the ids the insert did not skip. */
+/** A fail_on_error batch met a taken email or a role deleted meanwhile: roll back; `outcome` says which users the insert did not skip. */
 class BulkRollback extends Error {
   constructor(readonly outcome: BulkInsertOutcome) {
     super('bulk rolled back');
