@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp, whileHeld } from '@app/testing';
+import { createTestApp, slowUserWrites, TEST_BOOTSTRAP_KEY, TestApp, whileHeld } from '@app/testing';
 import type { Response } from 'supertest';
 import { UserCreateBatcher } from '../apps/api/src/modules/users/user-create-batcher';
 import { UserCreate, UsersRepository } from '../apps/api/src/modules/users/users.repository';
@@ -81,13 +81,7 @@ describe('Users: concurrent creates share statements', () => {
     org = await newOrg('Create Batch Org');
     batcher = t.app.get(UserCreateBatcher);
     shared = jest.spyOn(t.app.get(UsersRepository), 'createMany');
-    await t.sql(`CREATE FUNCTION test_slow_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.first_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.7); END IF;
-        IF NEW.first_name = 'Explode' THEN PERFORM pg_sleep(3); END IF;
-        RETURN NEW;
-      END $$`);
-    await t.sql(`CREATE TRIGGER test_slow_inserts BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION test_slow_inserts()`);
+    await slowUserWrites(t, 'INSERT');
   });
   afterAll(async () => {
     shared?.mockRestore();

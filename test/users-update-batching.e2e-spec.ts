@@ -1,4 +1,4 @@
-import { createTestApp, TEST_BOOTSTRAP_KEY, TestApp, whileHeld } from '@app/testing';
+import { createTestApp, slowUserWrites, TEST_BOOTSTRAP_KEY, TestApp, whileHeld } from '@app/testing';
 import type { Response } from 'supertest';
 import { UserUpdateBatcher } from '../apps/api/src/modules/users/user-update-batcher';
 import { FieldsUpdate, UsersRepository } from '../apps/api/src/modules/users/users.repository';
@@ -79,13 +79,7 @@ describe('Users: concurrent updates share statements', () => {
     token = await tokenFor(TEST_BOOTSTRAP_KEY);
     batcher = t.app.get(UserUpdateBatcher);
     shared = jest.spyOn(t.app.get(UsersRepository), 'updateFieldsBatch');
-    await t.sql(`CREATE FUNCTION test_slow_updates() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.first_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.7); END IF;
-        IF NEW.first_name = 'Explode' THEN PERFORM pg_sleep(3); END IF;
-        RETURN NEW;
-      END $$`);
-    await t.sql(`CREATE TRIGGER test_slow_updates BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION test_slow_updates()`);
+    await slowUserWrites(t, 'UPDATE');
     [slowUser] = await createUsers('slow', 1);
   });
   afterAll(async () => {
