@@ -5,3 +5,4 @@ export * from './cli-process';
 export * from './webhook-receiver';
 export * from './query-string';
 export * from './row-locks';
+export * from './slow-writes';

@@ -102,13 +102,20 @@ export function renderError(exception: unknown, requestId: string): RenderedErro
 }
 
 /**
- * PostgreSQL cancelled the statement (SQLSTATE 57014: statement_timeout, or an operator's
- * pg_cancel_backend), as node-postgres reports it or wrapped by TypeORM (driverError).
+ * The SQLSTATE PostgreSQL answered a statement with (five digits or capitals), as node-postgres
+ * reports it or wrapped by TypeORM (driverError); undefined for any other error, such as a lost
+ * connection, after which the statement may or may not have committed.
  */
+export function sqlState(value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const withCode = value as { code?: unknown; driverError?: { code?: unknown } };
+  const code = withCode.code ?? withCode.driverError?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** PostgreSQL cancelled the statement (SQLSTATE 57014: statement_timeout, or an operator's pg_cancel_backend). */
 function isStatementTimeout(value: unknown): boolean {
-  if (!(value instanceof Error)) return false;
-  const withCode = value as Error & { code?: unknown; driverError?: { code?: unknown } };
-  return withCode.code === '57014' || withCode.driverError?.code === '57014';
+  return sqlState(value) === '57014';
 }
 
 /**
@@ -116,10 +123,8 @@ function isStatementTimeout(value: unknown): boolean {
  * conflict (40001): it wrote nothing, and the same request may succeed when retried.
  */
 function isConcurrencyAbort(value: unknown): boolean {
-  if (!(value instanceof Error)) return false;
-  const withCode = value as Error & { code?: unknown; driverError?: { code?: unknown } };
-  const code = withCode.code ?? withCode.driverError?.code;
-  return code === '40P01' || code === '40001';
+  const state = sqlState(value);
+  return state === '40P01' || state === '40001';
 }
 
 function isFastifyError(value: unknown): value is FastifyLikeError {

@@ -1,4 +1,5 @@
 import { Logger, OnApplicationShutdown } from '@nestjs/common';
+import { sqlState } from '@app/common';
 
 /** How a SharedStatements makes its requests. */
 export interface SharedStatementsOptions<Req, Res> {
@@ -122,7 +123,9 @@ export class SharedStatements<Req, Res> implements OnApplicationShutdown {
       try {
         results = await this.options.shared(batch.map((w) => w.request));
       } catch (error) {
-        if (!SharedStatements.refusedByDatabase(error)) {
+        // PostgreSQL answered with an error (a SQLSTATE: a statement timeout, a deadlock, a
+        // constraint): the statement rolled back and wrote nothing. Without one, it may have committed.
+        if (sqlState(error) === undefined) {
           // The connection was lost: the statement may have committed, so nothing is made again
           // (an update made twice would bump the version twice; one made with If-Match would come
           // back as a conflict; a create made twice would find its own email taken). Each request
@@ -145,16 +148,6 @@ export class SharedStatements<Req, Res> implements OnApplicationShutdown {
       // alone are answered by their own statement).
       for (const waiting of batch) if (!waiting.alone) this.settle(waiting, () => waiting.reject(error));
     }
-  }
-
-  /**
-   * Whether PostgreSQL answered the statement with an error (a SQLSTATE: a statement timeout, a
-   * deadlock, a constraint): then it rolled back and wrote nothing. Without one (a lost
-   * connection), it may have committed.
-   */
-  private static refusedByDatabase(error: unknown): boolean {
-    const code = (error as { code?: unknown } | null)?.code;
-    return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
   }
 
   /** Outside the slots: it may wait for a row lock, as a request did before statements were shared. */
